@@ -1,0 +1,78 @@
+"""Per-sample, per-epoch training dynamics: the arrays the engine hands out after every epoch.
+
+One `EpochDynamics` holds one row per sample of the dataset (train and validation split alike),
+ordered by `sample_index` (the sample's position in the dataset, 0..N-1). Train rows come from
+the training forward pass of that epoch (the model as it was when the sample's batch was seen);
+validation rows come from an out-of-sample forward pass at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+SPLIT_TRAIN = 0
+SPLIT_VAL = 1
+SPLIT_NAMES = {SPLIT_TRAIN: "train", SPLIT_VAL: "val"}
+
+# Float fields, in the order they are stored and written.
+FLOAT_FIELDS = ("w_alpha", "w_beta", "w_delta", "w", "loss", "p_label", "p_max", "margin", "el2n")
+
+
+@dataclass
+class EpochDynamics:
+    epoch: int  # 1-based
+    sample_index: np.ndarray  # int64 [N]
+    split: np.ndarray  # uint8 [N], SPLIT_TRAIN or SPLIT_VAL
+    w_alpha: np.ndarray  # float32 [N]
+    w_beta: np.ndarray
+    w_delta: np.ndarray
+    w: np.ndarray  # w_alpha + w_beta + w_delta
+    loss: np.ndarray  # unweighted per-sample loss (cross-entropy or focal)
+    p_label: np.ndarray  # softmax probability of the given label, s[y]
+    p_max: np.ndarray  # max softmax probability, max(s)
+    predicted: np.ndarray  # int64 argmax class
+    margin: np.ndarray  # logit of the given label minus the largest other logit (AUM's margin)
+    el2n: np.ndarray  # || softmax - onehot(y) ||_2
+
+    def __len__(self) -> int:
+        return len(self.sample_index)
+
+
+@dataclass
+class DynamicsHistory:
+    """All epochs stacked: every array field is [E, N], row e = epoch e+1, column = sample index."""
+
+    epochs: np.ndarray  # int [E]
+    split: np.ndarray  # uint8 [N] (constant over epochs)
+    w_alpha: np.ndarray
+    w_beta: np.ndarray
+    w_delta: np.ndarray
+    w: np.ndarray
+    loss: np.ndarray
+    p_label: np.ndarray
+    p_max: np.ndarray
+    predicted: np.ndarray
+    margin: np.ndarray
+    el2n: np.ndarray
+
+    @classmethod
+    def stack(cls, epochs: list[EpochDynamics]) -> "DynamicsHistory":
+        if not epochs:
+            raise ValueError("no epochs to stack")
+        order = [np.argsort(e.sample_index, kind="stable") for e in epochs]
+        columns = {
+            f.name: np.stack([getattr(e, f.name)[o] for e, o in zip(epochs, order)])
+            for f in fields(EpochDynamics)
+            if f.name not in ("epoch", "sample_index", "split")
+        }
+        return cls(
+            epochs=np.array([e.epoch for e in epochs]),
+            split=epochs[-1].split[order[-1]],
+            **columns,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        return self.w_alpha.shape[1]
