@@ -45,3 +45,19 @@ class AuditDataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    def subset(self, index: np.ndarray) -> AuditDataset:
+        """The samples at `index` (same classes; the test split is kept)."""
+        index = np.asarray(index)
+        return AuditDataset(
+            name=self.name,
+            modality=self.modality,
+            x=self.x[index],
+            y=self.y[index],
+            class_names=self.class_names,
+            sample_ids=[self.sample_ids[i] for i in index],
+            is_mislabeled=None if self.is_mislabeled is None else self.is_mislabeled[index],
+            true_labels=None if self.true_labels is None else self.true_labels[index],
+            test=self.test,
+            meta=dict(self.meta),
+        )

@@ -1,0 +1,20 @@
+# The two commands a newcomer needs: `make demo` (an audit end to end) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test
+
+$(BIN)/lilaw-audit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/lilaw-audit
+
+demo: install
+	$(BIN)/lilaw-audit audit digits --inject-noise uniform:0.3 --epochs 15 --batch-size 64 --out runs/demo
+
+test: install
+	$(BIN)/pytest -q

@@ -1,0 +1,167 @@
+"""Classifier factory: small built-ins per modality, and any timm backbone by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import ConfigError
+
+BUILTIN_MODELS = ("small-cnn", "mlp", "cnn1d", "lstm")
+_BUILTIN_MODALITY = {"small-cnn": "image", "mlp": "tabular", "cnn1d": "timeseries", "lstm": "timeseries"}
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks for tiny images (8×8 digits to 64×64)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(
+            block(in_channels, width),
+            block(width, 2 * width),
+            nn.MaxPool2d(2),
+            block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class MLP(nn.Module):
+    def __init__(self, num_features: int, num_classes: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(num_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden // 2, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNN1d(nn.Module):
+    """1-D CNN for time series [N, C, T]."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv1d(c_in, c_out, 7, padding=3, bias=False), nn.BatchNorm1d(c_out), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(
+            block(in_channels, width), nn.MaxPool1d(2), block(width, 2 * width), nn.MaxPool1d(2),
+            block(2 * width, 2 * width), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class StackedLSTM(nn.Module):
+    """The paper's ECG5000 model: a stacked LSTM over the time axis, classifying its last state."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden: int = 64, layers: int = 2):
+        super().__init__()
+        self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x.transpose(1, 2))
+        return self.head(out[:, -1])
+
+
+def default_model_name(modality: str, input_shape: tuple[int, ...]) -> str:
+    if modality == "image":
+        return "small-cnn" if max(input_shape[1:]) <= 64 else "resnet18"
+    if modality == "tabular":
+        return "mlp"
+    return "cnn1d"
+
+
+def build_model(
+    name: str,
+    modality: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    pretrained: bool = False,
+    weights_path: str | Path | None = None,
+) -> nn.Module:
+    """A classifier for inputs of `input_shape` (without the batch axis).
+
+    Built-in names are listed in BUILTIN_MODELS; any other name is a timm model for images.
+    `pretrained=True` loads timm's weights from the local Hugging Face cache (offline is fine
+    once cached); `weights_path` loads a local .safetensors / .pth state dict instead. A head
+    whose shape does not match `num_classes` is left freshly initialised.
+    """
+    if name in BUILTIN_MODELS:
+        if _BUILTIN_MODALITY[name] != modality:
+            raise ConfigError(f"model {name!r} is for {_BUILTIN_MODALITY[name]} data, but this dataset is {modality}")
+        model = _build_builtin(name, input_shape, num_classes)
+    else:
+        model = _build_timm(name, modality, input_shape, num_classes, pretrained and weights_path is None)
+    if weights_path is not None:
+        load_weights(model, weights_path)
+    return model
+
+
+def _build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if name == "small-cnn":
+        return SmallCNN(input_shape[0], num_classes)
+    if name == "mlp":
+        return MLP(input_shape[0], num_classes)
+    if name == "cnn1d":
+        return CNN1d(input_shape[0], num_classes)
+    return StackedLSTM(input_shape[0], num_classes)
+
+
+def _build_timm(name: str, modality: str, input_shape: tuple[int, ...], num_classes: int, pretrained: bool) -> nn.Module:
+    import timm
+
+    if modality != "image":
+        raise ConfigError(f"timm model {name!r} needs image data; for {modality} data use one of {BUILTIN_MODELS}")
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown model {name!r}: use one of {BUILTIN_MODELS} or a timm model name (timm.list_models())")
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0])
+    except Exception as exc:  # timm raises a variety of errors when weights are unreachable
+        if pretrained:
+            raise ConfigError(
+                f"could not load pretrained weights for {name!r} ({exc}); put them in the Hugging Face cache "
+                "(HF_HOME) or pass a local weights file"
+            ) from exc
+        raise ConfigError(f"could not build model {name!r}: {exc}") from exc
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict from a local file, keeping every tensor whose name and shape match."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise ConfigError(f"no tensor in {path.name} matches the model's parameters")
+    model.load_state_dict(matching, strict=False)
