@@ -1,0 +1,53 @@
+"""Service settings, read once from the environment (prefix LILAW_; the two URLs also without it).
+
+The defaults are the embedded mode: a SQLite database, Celery over kombu's SQLAlchemy transport
+on another SQLite file, and blobs under a local data dir — nothing to install beyond pip.
+Production sets DATABASE_URL (postgresql+psycopg://...), CELERY_BROKER_URL (redis://...) and a
+data dir shared by the API and every worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LILAW_", extra="ignore")
+
+    data_dir: Path = Path("./lilaw-data")
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("LILAW_DATABASE_URL", "DATABASE_URL"))
+    broker_url: str | None = Field(default=None, validation_alias=AliasChoices("LILAW_BROKER_URL", "CELERY_BROKER_URL"))
+
+    max_upload_bytes: int = 2 * 1024**3
+    max_decoded_pixels: int = 2_000_000_000
+    audit_queue: str = "audit"
+    # A job longer than this is stopped (soft limit; the hard limit is 1.2x). The broker's
+    # visibility timeout is set above the hard limit, so a running job is never redelivered.
+    job_soft_time_limit_s: int = 24 * 3600
+    heartbeat_timeout_s: int = 600  # a running job silent for this long is marked failed by the reaper
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'lilaw.sqlite').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def job_dir(self) -> Path:
+        """Per-job artifacts: checkpoints and the trained model."""
+        return self.data_dir / "jobs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
