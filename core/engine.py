@@ -50,6 +50,9 @@ class TrainConfig:
     image_size: int | None = None  # resize images on the fly (e.g. 224 for a pretrained backbone)
     device: str | None = None  # None: CUDA when available, else CPU
     progress_every: int = 20  # steps between progress callbacks
+    # Off only where nobody reads the dynamics (cross-fitting, the plain-training baseline of
+    # benchmarks/overhead.py); fit() then returns no history.
+    record_dynamics: bool = True
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -83,7 +86,7 @@ class Progress:
 class TrainResult:
     model: nn.Module
     model_name: str
-    history: DynamicsHistory
+    history: DynamicsHistory | None  # None when record_dynamics is off
     split: np.ndarray  # uint8 [N]
     # One row per meta step (and one per epoch start), columns: step, epoch, alpha, beta, delta.
     trajectory: np.ndarray
@@ -236,7 +239,7 @@ class Trainer:
         batch, self._val_queue = self._val_queue[:size], self._val_queue[size:]
         return batch
 
-    def train_step(self, index: torch.Tensor, weighted: bool) -> dict[str, torch.Tensor]:
+    def train_step(self, index: torch.Tensor, weighted: bool) -> dict[str, torch.Tensor] | None:
         """One optimiser step on the batch; returns the batch's dynamics (from this forward pass)."""
         labels = self.labels[index]
         with self.autocast():
@@ -256,6 +259,8 @@ class Trainer:
         else:
             objective.backward()
             self.optimizer.step()
+        if not self.config.record_dynamics:
+            return None
         return _batch_dynamics(logits, labels, loss, self.params)
 
     def meta_step(self) -> None:
@@ -317,11 +322,13 @@ class Trainer:
         for epoch in range(start_epoch, total_epochs + 1):
             epoch_started = time.perf_counter()
             weighted = self._weighting_active(epoch)
-            buffers = _EpochBuffers(len(self.split), self.device)
+            buffers = _EpochBuffers(len(self.split), self.device) if self.config.record_dynamics else None
             order = self.train_index[torch.randperm(len(self.train_index), generator=self.generator).to(self.device)]
             trajectory.append(self._trajectory_point(0, epoch))
             for step, index in enumerate(order.split(self.config.batch_size), start=1):
-                buffers.record(index, self.train_step(index, weighted))
+                batch_dynamics = self.train_step(index, weighted)
+                if buffers is not None:
+                    buffers.record(index, batch_dynamics)
                 if weighted:
                     self.meta_step()
                     trajectory.append(self._trajectory_point(step, epoch))
@@ -329,13 +336,13 @@ class Trainer:
                     on_progress(self._progress(epoch, step, resumed_at, start_epoch, earlier_seconds))
                 if should_stop and step % self.config.progress_every == 0 and should_stop():
                     raise AuditCancelled(f"stopped at epoch {epoch}, step {step}")
-            if len(self.val_index):
-                buffers.record(self.val_index, self.forward_dynamics(self.val_index))
-            dynamics = buffers.to_epoch(epoch, self.split)
-            epochs.append(dynamics)
+            if buffers is not None:
+                if len(self.val_index):
+                    buffers.record(self.val_index, self.forward_dynamics(self.val_index))
+                epochs.append(buffers.to_epoch(epoch, self.split))
+                if on_epoch:
+                    on_epoch(epochs[-1])
             epoch_seconds.append(time.perf_counter() - epoch_started)
-            if on_epoch:
-                on_epoch(dynamics)
             if checkpoint_path:
                 self._save_checkpoint(checkpoint_path, epoch, epochs, trajectory, epoch_seconds)
             if should_stop and should_stop():
@@ -344,7 +351,7 @@ class Trainer:
         return TrainResult(
             model=self.model,
             model_name=self.model_name,
-            history=DynamicsHistory.stack(epochs),
+            history=DynamicsHistory.stack(epochs) if epochs else None,
             split=self.split,
             trajectory=torch.stack(trajectory).cpu().numpy() if trajectory else np.zeros((0, 5)),
             epoch_seconds=epoch_seconds,
@@ -368,7 +375,9 @@ class Trainer:
     def _save_checkpoint(self, path, epoch, epochs, trajectory, epoch_seconds) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        history = DynamicsHistory.stack(epochs)
+        history = {
+            name: torch.from_numpy(np.stack([getattr(e, name) for e in epochs])) for name in (*FLOAT_FIELDS, "predicted")
+        } if epochs else {}
         state = {
             "epoch": epoch,
             "model": self.model.state_dict(),
@@ -379,7 +388,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "val_queue": self._val_queue.cpu(),
             "split": torch.from_numpy(self.split),
-            "history": {name: torch.from_numpy(getattr(history, name)) for name in (*FLOAT_FIELDS, "predicted")},
+            "history": history,
             "trajectory": torch.stack(trajectory).cpu(),
             "epoch_seconds": list(epoch_seconds),
         }
@@ -405,7 +414,7 @@ class Trainer:
                 epoch=e + 1, sample_index=np.arange(len(self.split), dtype=np.int64), split=self.split.copy(),
                 **{name: values[e] for name, values in history.items()},
             )
-            for e in range(state["epoch"])
+            for e in range(state["epoch"] if history else 0)
         ]
         trajectory = list(state["trajectory"].to(self.device).unbind(0))
         return state["epoch"] + 1, epochs, trajectory, list(state["epoch_seconds"])

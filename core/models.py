@@ -24,6 +24,7 @@ class SmallCNN(nn.Module):
 
         self.features = nn.Sequential(
             block(in_channels, width),
+            nn.MaxPool2d(2),
             block(width, 2 * width),
             nn.MaxPool2d(2),
             block(2 * width, 4 * width),

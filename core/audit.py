@@ -1,0 +1,185 @@
+"""An audit end to end: optional noise injection, LiLAW training, scores, ranks and metrics.
+
+This is what the CLI and the Celery worker call. It returns plain arrays and dicts; persisting
+them is the caller's business.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from core.dataset import AuditDataset
+from core.dynamics import SPLIT_TRAIN, DynamicsHistory, EpochDynamics
+from core.engine import Progress, Trainer, TrainConfig
+from core.errors import ConfigError
+from core.metrics import classifier_metrics, detection_report
+from core.noise import apply_noise, parse_noise_spec
+from core.scores import compute_scores, epoch_scores, rank_scores
+
+# Chosen by measurement: see docs/benchmarks.md.
+DEFAULT_SCORE = "w_alpha"
+# Epochs whose dynamics feed the aggregated scores; None = from the first epoch after warm-up
+# to the last. Late epochs of a long run add memorisation of the wrong labels, early ones the
+# separation (paper Table 16, and docs/benchmarks.md).
+DEFAULT_SCORE_EPOCHS: tuple[int, int | None] | None = None
+
+
+@dataclass
+class AuditConfig(TrainConfig):
+    inject_noise: str | None = None  # "KIND:RATE", e.g. "uniform:0.3" (evaluation only)
+    noise_seed: int | None = None  # None: the audit's seed
+    cross_fit: int = 0  # K > 1: K-fold out-of-sample probabilities for confident learning
+    default_score: str = DEFAULT_SCORE
+    score_epochs: tuple[int, int | None] | None = DEFAULT_SCORE_EPOCHS
+
+    def validate(self) -> None:
+        super().validate()
+        if self.inject_noise:
+            parse_noise_spec(self.inject_noise)
+        if self.cross_fit == 1 or self.cross_fit < 0:
+            raise ConfigError(f"cross-fit needs K >= 2 folds (or 0 for none), got {self.cross_fit}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AuditConfig:
+        from core.lilaw import LilawConfig
+
+        values = dict(values)
+        lilaw = LilawConfig(**values.pop("lilaw", {}))
+        if values.get("score_epochs") is not None:
+            values["score_epochs"] = tuple(values["score_epochs"])
+        return cls(lilaw=lilaw, **values)
+
+
+@dataclass
+class AuditResult:
+    dataset: AuditDataset  # after noise injection
+    config: AuditConfig
+    model_name: str
+    history: DynamicsHistory
+    split: np.ndarray
+    trajectory: np.ndarray  # [S, 5]: step, epoch, alpha, beta, delta
+    scores: dict[str, np.ndarray]
+    default_score: str
+    rank: np.ndarray  # 1 = most suspicious
+    detection: dict | None  # aggregate, per epoch and train-only detection metrics, when flags are known
+    test_metrics: dict | None
+    oos_probs: np.ndarray | None
+    timings: dict[str, float]
+    device: str
+    model: object = field(repr=False)
+
+    @property
+    def default_scores(self) -> np.ndarray:
+        return self.scores[self.default_score]
+
+
+def prepare_dataset(dataset: AuditDataset, config: AuditConfig) -> AuditDataset:
+    """Inject the requested evaluation noise (seeded; the clean labels are kept as ground truth)."""
+    if not config.inject_noise:
+        return dataset
+    kind, rate = parse_noise_spec(config.inject_noise)
+    seed = config.seed if config.noise_seed is None else config.noise_seed
+    probs = _confusion_probabilities(dataset, config) if kind == "instance" and rate > 0 else None
+    return apply_noise(dataset, kind, rate, seed, probs=probs)
+
+
+def _confusion_probabilities(dataset: AuditDataset, config: AuditConfig) -> np.ndarray:
+    """Which classes a model confuses each sample with: out-of-sample probabilities of a short
+    plain run on the clean labels (2-fold, 2 epochs). Instance-dependent noise flips towards them."""
+    quick = replace(config, epochs=min(2, config.epochs), weighting="none", val_fraction=0.0, inject_noise=None, cross_fit=0)
+    return cross_fit_probabilities(dataset, quick, folds=2)
+
+
+def cross_fit_probabilities(
+    dataset: AuditDataset, config: TrainConfig, folds: int, on_fold: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Out-of-sample softmax probabilities: K models, each trained with plain loss on K−1 folds."""
+    fold_of = _stratified_folds(dataset.y, folds, config.seed)
+    probs = np.zeros((len(dataset), dataset.num_classes), dtype=np.float32)
+    for fold in range(folds):
+        held_out = np.flatnonzero(fold_of == fold)
+        fold_config = replace(config, weighting="none", val_fraction=0.0, seed=config.seed + fold, record_dynamics=False)
+        trainer = Trainer(dataset.subset(np.flatnonzero(fold_of != fold)), fold_config)
+        trainer.fit()
+        probs[held_out] = trainer.predict_proba(dataset.x[held_out])
+        if on_fold:
+            on_fold(fold + 1)
+    return probs
+
+
+def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        fold_of[members] = np.arange(len(members)) % folds
+    return fold_of
+
+
+def run_audit(
+    dataset: AuditDataset,
+    config: AuditConfig,
+    *,
+    on_epoch: Callable[[EpochDynamics], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AuditResult:
+    config.validate()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    dataset = prepare_dataset(dataset, config)
+    timings["noise_seconds"] = time.perf_counter() - started
+
+    trainer = Trainer(dataset, config)
+    trained = trainer.fit(on_epoch=on_epoch, on_progress=on_progress, checkpoint_path=checkpoint_path, should_stop=should_stop)
+    timings["train_seconds"] = float(sum(trained.epoch_seconds))
+
+    oos_probs = None
+    if config.cross_fit:
+        started = time.perf_counter()
+        oos_probs = cross_fit_probabilities(dataset, config, config.cross_fit)
+        timings["cross_fit_seconds"] = time.perf_counter() - started
+
+    first, last = config.score_epochs or (min(config.lilaw.warmup_epochs + 1, config.epochs), None)
+    scores = compute_scores(trained.history, first_epoch=first, last_epoch=last, oos_probs=oos_probs, labels=dataset.y)
+    if config.default_score not in scores:
+        raise ConfigError(f"default score {config.default_score!r} is not available (have {sorted(scores)})")
+    rank = rank_scores(scores[config.default_score])
+
+    detection = None
+    if dataset.is_mislabeled is not None:
+        detection = detection_summary(trained.history, scores, dataset.is_mislabeled, trained.split)
+
+    test_metrics = None
+    if dataset.test is not None:
+        test_metrics = classifier_metrics(trainer.predict_proba(dataset.test.x), dataset.test.y)
+
+    return AuditResult(
+        dataset=dataset, config=config, model_name=trained.model_name, history=trained.history,
+        split=trained.split, trajectory=trained.trajectory, scores=scores, default_score=config.default_score,
+        rank=rank, detection=detection, test_metrics=test_metrics, oos_probs=oos_probs, timings=timings,
+        device=trained.device, model=trained.model,
+    )
+
+
+def detection_summary(history: DynamicsHistory, scores: dict[str, np.ndarray], is_mislabeled: np.ndarray,
+                      split: np.ndarray) -> dict:
+    """Detection metrics of every aggregated score (all samples and train split only) and of
+    every per-epoch score."""
+    return {
+        "aggregate": detection_report(scores, is_mislabeled),
+        "aggregate_train_only": detection_report(scores, is_mislabeled, mask=split == SPLIT_TRAIN),
+        "per_epoch": {
+            int(epoch): detection_report(epoch_scores(history, int(epoch)), is_mislabeled)
+            for epoch in history.epochs
+        },
+    }

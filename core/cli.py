@@ -1,0 +1,116 @@
+"""`lilaw-audit audit`: run an audit locally, without any server, and write its report files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.audit import AuditConfig, run_audit
+from core.errors import AuditError
+from core.lilaw import LilawConfig
+from core.report import write_report
+
+
+def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="a file (.zip, .npz, .csv, .parquet) or a built-in: digits, fashion-mnist[:DIR]")
+    parser.add_argument("--model", help="small-cnn, mlp, cnn1d, lstm or a timm model name (default: by modality)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the network")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of samples in the (noisy) validation split")
+    parser.add_argument("--weighting", choices=["lilaw", "none"], default="lilaw")
+    parser.add_argument("--loss", choices=["ce", "focal"], default="ce")
+    parser.add_argument("--meta-batch-size", type=int, default=LilawConfig.meta_batch_size)
+    parser.add_argument("--clamp", action="store_true", help="keep α ≥ 1 and β ≤ δ ≤ α after every meta step")
+    parser.add_argument("--inject-noise", metavar="KIND:RATE", help="uniform, asymmetric, adjacent or instance, e.g. uniform:0.3")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cross-fit", type=int, default=0, metavar="K", help="K-fold confident learning scores too")
+    parser.add_argument("--pretrained", action="store_true", help="timm backbones: load pretrained weights from the local cache")
+    parser.add_argument("--weights", help="a local .safetensors/.pth state dict to start from")
+    parser.add_argument("--image-size", type=int, help="resize images to this size inside the model")
+    parser.add_argument("--limit", type=int, help="audit a stratified subset of this many samples")
+    parser.add_argument("--device", help="cuda, cpu (default: cuda when available)")
+    parser.add_argument("--out", required=True, type=Path, help="directory for scores.csv, summary.json, dynamics.npz")
+
+
+def config_from_args(args: argparse.Namespace) -> AuditConfig:
+    return AuditConfig(
+        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        val_fraction=args.val_fraction, weighting=args.weighting, loss=args.loss, seed=args.seed,
+        lilaw=LilawConfig(meta_batch_size=args.meta_batch_size, clamp=args.clamp),
+        inject_noise=args.inject_noise, cross_fit=args.cross_fit, pretrained=args.pretrained,
+        weights_path=args.weights, image_size=args.image_size, device=args.device,
+    )
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    from core.loaders import load_dataset
+
+    config = config_from_args(args)
+    config.validate()
+    dataset = load_dataset(args.dataset, limit=args.limit)
+    print(f"{dataset.name}: {len(dataset)} samples, {dataset.num_classes} classes ({dataset.modality})", file=sys.stderr)
+    with tqdm(total=config.epochs, unit="epoch", desc="audit", file=sys.stderr) as bar:
+        def on_progress(progress):
+            bar.n = round(progress.epoch - 1 + progress.step / progress.steps_per_epoch, 2)
+            bar.set_postfix(epoch=progress.epoch, eta=f"{progress.eta_s or 0:.0f}s", refresh=False)
+            bar.refresh()
+
+        result = run_audit(dataset, config, on_progress=on_progress)
+    paths = write_report(result, args.out)
+    print_summary(result)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def print_summary(result, top: int = 10) -> None:
+    from core.report import score_table
+
+    header, rows = score_table(result)
+    shown = ["rank", "sample_id", "given_label", "predicted_label", "split", "default_score"]
+    if "known_mislabeled" in header:
+        shown.append("known_mislabeled")
+    columns = [header.index(name) for name in shown]
+    print(f"\nTop {top} suspected mislabels (score: {result.default_score}, higher = more suspicious)")
+    print("  ".join(f"{name:>15}" for name in shown))
+    for row in rows[:top]:
+        print("  ".join(f"{_cell(row[c]):>15}" for c in columns))
+    if result.detection:
+        metrics = result.detection["aggregate"][result.default_score]
+        print(
+            f"\nAgainst {metrics['num_mislabeled']} known mislabels: AUROC {metrics['auroc']:.4f}, "
+            f"AUPRC (mislabeled = positive) {metrics['auprc_mislabeled']:.4f}, "
+            f"AUPRC (clean = positive, paper's convention) {metrics['auprc_clean']:.4f}, "
+            f"precision@{metrics['num_mislabeled']} {metrics['precision_at_noise_count']:.4f}"
+        )
+    if result.test_metrics:
+        print(f"test split: top-1 {result.test_metrics['top1']:.4f}, top-5 {result.test_metrics['top5']:.4f}")
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    audit = commands.add_parser("audit", help="run an audit locally and write its report")
+    add_audit_arguments(audit)
+    audit.set_defaults(handler=audit_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except AuditError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
