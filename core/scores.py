@@ -69,14 +69,17 @@ ORIENTATION: dict[str, dict[str, str]] = {
         "(Swayamdipta et al., 2020).",
     },
     "datamaps_variability": {
-        "sign": "+",
+        "sign": "-",
         "description": "population standard deviation of the probability of the given label over "
-        "epochs, as is (Swayamdipta et al., 2020); high for ambiguous samples.",
+        "epochs, negated (Swayamdipta et al., 2020). Measured (docs/benchmarks.md): mislabeled "
+        "samples are the 'hard-to-learn' region, consistently low p, so low variability is the "
+        "suspicious end; high variability marks ambiguous samples instead.",
     },
     "dataiq_aleatoric": {
-        "sign": "+",
-        "description": "mean over epochs of p*(1-p), p the probability of the given label, as is "
-        "(Seedat et al., 2022); it peaks at p = 0.5, so it flags ambiguous more than hard samples.",
+        "sign": "-",
+        "description": "mean over epochs of p*(1-p), p the probability of the given label, negated "
+        "(Seedat et al., 2022). It peaks at p = 0.5; mislabeled samples sit near p = 0 (Data-IQ's "
+        "'hard' group: low confidence, low aleatoric uncertainty), so low is suspicious (measured).",
     },
     "el2n": {
         "sign": "+",
@@ -136,8 +139,8 @@ def compute_scores(
 
     p_label = history.p_label[rows].astype(np.float64)
     scores = _compute_mean_scores(history, rows)
-    scores["datamaps_variability"] = _compute_variability(p_label)
-    scores["dataiq_aleatoric"] = _compute_aleatoric(p_label)
+    scores["datamaps_variability"] = -_compute_variability(p_label)
+    scores["dataiq_aleatoric"] = -_compute_aleatoric(p_label)
     scores["forgetting"] = _compute_forgetting(_compute_correct(history, rows, labels))
     if oos_probs is not None:
         scores["cl_self_confidence"] = _compute_self_confidence(probs, labels)

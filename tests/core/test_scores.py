@@ -99,7 +99,9 @@ def test_score_names_and_orientation_are_complete():
 
 
 @pytest.mark.parametrize(
-    "name", ["w_alpha", "aum", "datamaps_confidence", "el2n", "loss", "forgetting", *CLEANLAB_SCORE_NAMES]
+    "name",
+    ["w_alpha", "aum", "datamaps_confidence", "datamaps_variability", "dataiq_aleatoric", "el2n", "loss", "forgetting",
+     *CLEANLAB_SCORE_NAMES],
 )
 def test_mislabeled_samples_rank_on_top(noisy_run, name):
     history, labels, is_mislabeled, oos_probs = noisy_run
@@ -186,8 +188,8 @@ def test_variability_aleatoric_and_el2n_by_hand():
     p_label = np.array([[0.2, 0.9], [0.4, 0.9], [0.6, 0.9], [0.8, 0.9]])
     el2n = np.array([[0.1, 0.0], [0.3, 0.0], [0.5, 0.0], [0.7, 0.0]])
     scores = compute_scores(_history(4, 2, p_label=p_label, el2n=el2n))
-    assert scores["datamaps_variability"] == pytest.approx([np.sqrt(0.05), 0.0])
-    assert scores["dataiq_aleatoric"] == pytest.approx([0.2, 0.09])
+    assert scores["datamaps_variability"] == pytest.approx([-np.sqrt(0.05), 0.0])
+    assert scores["dataiq_aleatoric"] == pytest.approx([-0.2, -0.09])
     assert scores["el2n"] == pytest.approx([0.4, 0.0])
     assert scores["datamaps_confidence"] == pytest.approx([-0.5, -0.9])
 
