@@ -94,12 +94,16 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the `audit` command to a parser's subcommands."""
     audit = commands.add_parser("audit", help="run an audit locally and write its report")
     add_audit_arguments(audit)
     audit.set_defaults(handler=audit_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
+    register(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

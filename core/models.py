@@ -93,6 +93,20 @@ def default_model_name(modality: str, input_shape: tuple[int, ...]) -> str:
     return "cnn1d"
 
 
+def check_model(name: str, modality: str) -> None:
+    """Refuse, with a ConfigError, a model name that cannot be built for data of `modality`."""
+    if name in BUILTIN_MODELS:
+        if _BUILTIN_MODALITY[name] != modality:
+            raise ConfigError(f"model {name!r} is for {_BUILTIN_MODALITY[name]} data, but this dataset is {modality}")
+        return
+    import timm
+
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown model {name!r}: use one of {', '.join(BUILTIN_MODELS)} or a timm model name")
+    if modality != "image":
+        raise ConfigError(f"timm model {name!r} needs image data; for {modality} data use one of {', '.join(BUILTIN_MODELS)}")
+
+
 def build_model(
     name: str,
     modality: str,
@@ -109,12 +123,11 @@ def build_model(
     once cached); `weights_path` loads a local .safetensors / .pth state dict instead. A head
     whose shape does not match `num_classes` is left freshly initialised.
     """
+    check_model(name, modality)
     if name in BUILTIN_MODELS:
-        if _BUILTIN_MODALITY[name] != modality:
-            raise ConfigError(f"model {name!r} is for {_BUILTIN_MODALITY[name]} data, but this dataset is {modality}")
         model = _build_builtin(name, input_shape, num_classes)
     else:
-        model = _build_timm(name, modality, input_shape, num_classes, pretrained and weights_path is None)
+        model = _build_timm(name, input_shape, num_classes, pretrained and weights_path is None)
     if weights_path is not None:
         load_weights(model, weights_path)
     return model
@@ -130,13 +143,9 @@ def _build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int) ->
     return StackedLSTM(input_shape[0], num_classes)
 
 
-def _build_timm(name: str, modality: str, input_shape: tuple[int, ...], num_classes: int, pretrained: bool) -> nn.Module:
+def _build_timm(name: str, input_shape: tuple[int, ...], num_classes: int, pretrained: bool) -> nn.Module:
     import timm
 
-    if modality != "image":
-        raise ConfigError(f"timm model {name!r} needs image data; for {modality} data use one of {BUILTIN_MODELS}")
-    if not timm.is_model(name):
-        raise ConfigError(f"unknown model {name!r}: use one of {BUILTIN_MODELS} or a timm model name (timm.list_models())")
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0])
     except Exception as exc:  # timm raises a variety of errors when weights are unreachable

@@ -1,0 +1,306 @@
+"""`lilaw-audit`: the local `audit` command, `create-key` on the server's machine, and client
+commands against a running service (`upload`, `submit`, `status`, `suspects`, `download`,
+`cancel`). The service's URL and API key come from --url / --api-key or LILAW_URL /
+LILAW_API_KEY. The worker's commands (`up`, `worker`...) join when `worker.cli` is installed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from api.auth import create_api_key
+from api.client import LilawAPIError, LilawClient
+from api.schemas import JobPublic, SuspectPublic
+from core import cli as core_cli
+from core.errors import AuditError
+from core.settings import get_settings
+from core.store.db import make_engine, make_session_factory, session_scope, upgrade_database
+from core.store.models import JobStatus
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DOWNLOADS = {"scores.csv": "csv", "scores.parquet": "parquet", "model": None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    core_cli.register(commands)
+    _register_create_key(commands)
+    _register_client_commands(commands)
+    if importlib.util.find_spec("worker.cli") is not None:
+        importlib.import_module("worker.cli").register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except AuditError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+    except LilawAPIError as error:
+        print(f"error ({error.status_code}): {error.detail}", file=sys.stderr)
+    except httpx.TransportError as error:
+        print(
+            f"error: cannot reach the service at {getattr(args, 'url', None) or _env_url()}: {error}", file=sys.stderr
+        )
+    return 2
+
+
+# ---------------------------------------------------------------- create-key
+
+
+def _register_create_key(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "create-key", help="create an API key for an owner (run where the service's database is)"
+    )
+    command.add_argument("--owner", required=True, help="owner name; created if missing")
+    command.set_defaults(handler=create_key_command)
+
+
+def create_key_command(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            key = create_api_key(session, args.owner)
+    finally:
+        engine.dispose()
+    print(f"API key for {args.owner!r}; it is shown only now:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+# ---------------------------------------------------------------- client commands
+
+
+def _register_client_commands(commands: argparse._SubParsersAction) -> None:
+    service = argparse.ArgumentParser(add_help=False)
+    service.add_argument("--url", help=f"the service's URL (default: $LILAW_URL or {DEFAULT_URL})")
+    service.add_argument("--api-key", help="an API key (default: $LILAW_API_KEY)")
+
+    upload = commands.add_parser("upload", parents=[service], help="upload a dataset file, or add a built-in one")
+    upload.add_argument(
+        "source", help="a .zip, .npz, .csv, .tsv or .parquet file, or a built-in: digits, fashion-mnist"
+    )
+    upload.add_argument("--name", help="dataset name (default: the file name); an existing name gets a new version")
+    upload.add_argument("--modality", choices=["image", "tabular", "timeseries"])
+    upload.set_defaults(handler=upload_command)
+
+    submit = commands.add_parser("submit", parents=[service], help="submit an audit of a dataset")
+    submit.add_argument("dataset_id", type=int)
+    submit.add_argument("--version", type=int, help="dataset version (default: the latest)")
+    submit.add_argument("--model", help="small-cnn, mlp, cnn1d, lstm or a timm model name (default: by modality)")
+    submit.add_argument("--epochs", type=int)
+    submit.add_argument("--batch-size", type=int)
+    submit.add_argument("--lr", type=float, help="Adam learning rate of the network")
+    submit.add_argument("--val-fraction", type=float)
+    submit.add_argument("--weighting", choices=["lilaw", "none"])
+    submit.add_argument("--loss", choices=["ce", "focal"])
+    submit.add_argument(
+        "--inject-noise", metavar="KIND:RATE", help="uniform, asymmetric, adjacent or instance, e.g. uniform:0.3"
+    )
+    submit.add_argument("--seed", type=int)
+    submit.add_argument("--cross-fit", type=int, metavar="K")
+    submit.add_argument("--meta-batch-size", type=int)
+    submit.add_argument("--clamp", action="store_true", default=None, help="keep α ≥ 1 and β ≤ δ ≤ α")
+    submit.add_argument("--pretrained", action="store_true", default=None)
+    submit.add_argument("--image-size", type=int)
+    submit.add_argument("--follow", action="store_true", help="follow the job with a progress bar until it ends")
+    submit.set_defaults(handler=submit_command)
+
+    status = commands.add_parser("status", parents=[service], help="follow a job with a progress bar until it ends")
+    status.add_argument("job_id", type=int)
+    status.add_argument("--no-follow", dest="follow", action="store_false", help="print the status once")
+    status.add_argument("--poll", type=float, default=1.0, metavar="SECONDS")
+    status.set_defaults(handler=status_command)
+
+    suspects = commands.add_parser("suspects", parents=[service], help="print a job's suspected mislabels")
+    suspects.add_argument("job_id", type=int)
+    suspects.add_argument("--limit", type=int, default=20)
+    suspects.add_argument("--score", help="order by this score (default: the job's ranking)")
+    suspects.add_argument("--epoch", type=int, help="order by this epoch's score")
+    suspects.add_argument("--label", help="only samples with this given label")
+    suspects.add_argument("--predicted", help="only samples the model labels so")
+    suspects.add_argument("--split", choices=["train", "val"])
+    suspects.set_defaults(handler=suspects_command)
+
+    download = commands.add_parser("download", parents=[service], help="download a job's scores or trained model")
+    download.add_argument("job_id", type=int)
+    download.add_argument("what", choices=list(DOWNLOADS))
+    download.add_argument("--out", type=Path, help="file to write (default: job-<id>-<what>)")
+    download.set_defaults(handler=download_command)
+
+    cancel = commands.add_parser("cancel", parents=[service], help="cancel a queued or running job")
+    cancel.add_argument("job_id", type=int)
+    cancel.set_defaults(handler=cancel_command)
+
+
+def upload_command(args: argparse.Namespace) -> int:
+    from core.loaders import BUILTINS
+
+    with _client(args) as client:
+        if not Path(args.source).exists() and args.source in BUILTINS:
+            dataset = client.create_builtin_dataset(args.source, name=args.name)
+        else:
+            dataset = client.upload_dataset(args.source, name=args.name, modality=args.modality)
+    version = dataset.versions[-1]
+    print(
+        f"dataset {dataset.id} {dataset.name!r} version {version.version}: {version.num_samples} samples, "
+        f"{version.num_classes} classes ({version.modality})"
+    )
+    return 0
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    options = {
+        name: getattr(args, name)
+        for name in (
+            "version",
+            "model",
+            "epochs",
+            "batch_size",
+            "lr",
+            "val_fraction",
+            "weighting",
+            "loss",
+            "inject_noise",
+            "seed",
+            "cross_fit",
+            "meta_batch_size",
+            "clamp",
+            "pretrained",
+            "image_size",
+        )
+        if getattr(args, name) is not None
+    }
+    with _client(args) as client:
+        job = client.submit_audit(args.dataset_id, **options)
+        print(f"job {job.id} {job.status.value}")
+        if args.follow:
+            return _report(client, _follow(client, job.id, poll_seconds=1.0))
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = _follow(client, args.job_id, args.poll) if args.follow else client.job(args.job_id)
+        return _report(client, job)
+
+
+def suspects_command(args: argparse.Namespace) -> int:
+    filters = {
+        "score": args.score,
+        "epoch": args.epoch,
+        "label": args.label,
+        "predicted": args.predicted,
+        "split": args.split,
+    }
+    header = ("rank", "sample_id", "label", "predicted", "split", "score", "known_mislabeled")
+    with _client(args) as client:
+        rows = [_suspect_row(suspect) for suspect in client.suspects(args.job_id, limit=args.limit, **filters)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)))
+    return 0
+
+
+def _suspect_row(suspect: SuspectPublic) -> tuple[str, ...]:
+    score = "" if suspect.score is None else f"{suspect.score:.4f}"
+    known = "" if suspect.is_mislabeled is None else str(suspect.is_mislabeled).lower()
+    return (
+        str(suspect.rank),
+        suspect.sample_id,
+        suspect.label,
+        suspect.predicted or "",
+        suspect.split or "",
+        score,
+        known,
+    )
+
+
+def download_command(args: argparse.Namespace) -> int:
+    out = args.out or Path(f"job-{args.job_id}-{args.what}")
+    with _client(args) as client:
+        if args.what == "model":
+            client.download_model(args.job_id, out)
+        else:
+            client.download_scores(args.job_id, out, format=DOWNLOADS[args.what])
+    print(f"wrote {out}")
+    return 0
+
+
+def cancel_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.cancel(args.job_id)
+    print(f"job {job.id} {job.status.value}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> LilawClient:
+    api_key = args.api_key or os.environ.get("LILAW_API_KEY")
+    if not api_key:
+        raise AuditError("no API key: pass --api-key or set LILAW_API_KEY (create one with `lilaw-audit create-key`)")
+    return LilawClient(args.url or _env_url(), api_key)
+
+
+def _env_url() -> str:
+    return os.environ.get("LILAW_URL", DEFAULT_URL)
+
+
+def _follow(client: LilawClient, job_id: int, poll_seconds: float) -> JobPublic:
+    with tqdm(unit="epoch", desc=f"job {job_id}", file=sys.stderr) as bar:
+
+        def show(job: JobPublic) -> None:
+            bar.total = job.progress.total_epochs
+            bar.n = round(_epochs_done(job), 2)
+            bar.set_postfix(status=job.status.value, eta=f"{job.progress.eta_seconds or 0:.0f}s", refresh=False)
+            bar.refresh()
+
+        return client.wait(job_id, on_progress=show, poll_seconds=poll_seconds)
+
+
+def _epochs_done(job: JobPublic) -> float:
+    progress = job.progress
+    if job.status is JobStatus.SUCCEEDED:
+        return float(progress.total_epochs or progress.epoch)
+    if progress.total_steps and progress.total_epochs:
+        return min(progress.step / progress.total_steps, 1.0) * progress.total_epochs
+    return float(max(progress.epoch - 1, 0))
+
+
+def _report(client: LilawClient, job: JobPublic) -> int:
+    """Print the job's state (and its default score's metrics once it succeeded); 1 unless it
+    succeeded or is still going."""
+    progress = job.progress
+    print(f"job {job.id} {job.status.value}: epoch {progress.epoch}/{progress.total_epochs}")
+    if job.error:
+        print(f"error: {job.error}")
+    if job.status is JobStatus.SUCCEEDED:
+        metrics = client.metrics(job.id)
+        for entry in metrics.scores:
+            overall = entry.aggregate.get("all")
+            if entry.score == metrics.default_score and overall is not None:
+                print(
+                    f"{entry.score} against {overall.num_mislabeled} known mislabels: AUROC {_number(overall.auroc)}, "
+                    f"AUPRC (mislabeled = positive) {_number(overall.auprc_mislabeled)}, "
+                    f"AUPRC (clean = positive) {_number(overall.auprc_clean)}"
+                )
+    return 1 if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

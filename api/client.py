@@ -1,0 +1,180 @@
+"""A small typed Python client of the LiLAW Audit API, over httpx.
+
+    with LilawClient("http://127.0.0.1:8000", api_key) as client:
+        dataset = client.create_builtin_dataset("digits")
+        job = client.submit_audit(dataset.id, epochs=5, inject_noise="uniform:0.3")
+        job = client.wait(job.id, on_progress=print)
+        for suspect in client.suspects(job.id, limit=20):
+            print(suspect.rank, suspect.sample_id, suspect.label, suspect.predicted)
+
+Failed requests raise `LilawAPIError` with the status code and the server's message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.schemas import (
+    DatasetPublic,
+    FlagCreate,
+    FlagsPublic,
+    JobCreate,
+    JobMetricsPublic,
+    JobPublic,
+    SuspectPagePublic,
+    SuspectPublic,
+)
+
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+
+class LilawAPIError(Exception):
+    def __init__(self, status_code: int, detail: str):
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class LilawClient:
+    def __init__(self, url: str, api_key: str, *, timeout: float = 60.0, http: httpx.Client | None = None):
+        """`http` replaces the underlying httpx client (e.g. FastAPI's TestClient)."""
+        self._http = http or httpx.Client(base_url=url, timeout=timeout)
+        self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    def __enter__(self) -> LilawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------ datasets
+
+    def upload_dataset(
+        self, path: str | Path, *, name: str | None = None, modality: str | None = None
+    ) -> DatasetPublic:
+        """Upload a dataset file (streamed); a name already used adds a version."""
+        path = Path(path)
+        fields = {key: value for key, value in {"name": name, "modality": modality}.items() if value is not None}
+        with path.open("rb") as file:
+            response = self._http.post("/datasets", files={"file": (path.name, file)}, data=fields)
+        return DatasetPublic.model_validate(self._checked(response).json())
+
+    def create_builtin_dataset(self, builtin: str, *, name: str | None = None) -> DatasetPublic:
+        response = self._http.post("/datasets", json={"builtin": builtin, "name": name})
+        return DatasetPublic.model_validate(self._checked(response).json())
+
+    def datasets(self) -> list[DatasetPublic]:
+        return [DatasetPublic.model_validate(item) for item in self._get("/datasets")]
+
+    def upload_flags(self, dataset_id: int, version: int, flags: Mapping[str, bool | None]) -> FlagsPublic:
+        body = [FlagCreate(sample_id=sample_id, is_mislabeled=flag).model_dump() for sample_id, flag in flags.items()]
+        response = self._http.post(f"/datasets/{dataset_id}/versions/{version}/flags", json=body)
+        return FlagsPublic.model_validate(self._checked(response).json())
+
+    # ------------------------------------------------------------ jobs
+
+    def submit_audit(self, dataset_id: int, **options: Any) -> JobPublic:
+        """Submit an audit; `options` are the fields of `api.schemas.JobCreate` (epochs, model...)."""
+        body = JobCreate(dataset_id=dataset_id, **options).model_dump(exclude_unset=True)
+        return JobPublic.model_validate(self._checked(self._http.post("/jobs", json=body)).json())
+
+    def job(self, job_id: int, *, trajectory: bool = False, max_points: int = 500) -> JobPublic:
+        params = {"trajectory": trajectory, "max_points": max_points}
+        return JobPublic.model_validate(self._get(f"/jobs/{job_id}", params=params))
+
+    def jobs(self) -> list[JobPublic]:
+        return [JobPublic.model_validate(item) for item in self._get("/jobs")]
+
+    def wait(
+        self,
+        job_id: int,
+        on_progress: Callable[[JobPublic], None] | None = None,
+        *,
+        poll_seconds: float = 1.0,
+        timeout: float | None = None,
+    ) -> JobPublic:
+        """Poll the job until it has ended (succeeded, failed or cancelled) and return it;
+        `on_progress` sees every polled state. Raises TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.status.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status.value} after {timeout} s")
+            time.sleep(poll_seconds)
+
+    def cancel(self, job_id: int) -> JobPublic:
+        return JobPublic.model_validate(self._checked(self._http.post(f"/jobs/{job_id}/cancel")).json())
+
+    # ------------------------------------------------------------ results
+
+    def suspects(
+        self, job_id: int, *, page_size: int = 100, limit: int | None = None, **filters: Any
+    ) -> Iterator[SuspectPublic]:
+        """Suspects, most suspicious first, fetched page by page; `filters` are the query
+        parameters of GET /jobs/{id}/suspects (label, predicted, split, score, epoch)."""
+        params = {key: value for key, value in filters.items() if value is not None}
+        remaining = limit
+        cursor = None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page = SuspectPagePublic.model_validate(
+                self._get(f"/jobs/{job_id}/suspects", params={**params, "limit": size, "cursor": cursor})
+            )
+            yield from page.items
+            if remaining is not None:
+                remaining -= len(page.items)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def metrics(self, job_id: int) -> JobMetricsPublic:
+        return JobMetricsPublic.model_validate(self._get(f"/jobs/{job_id}/metrics"))
+
+    def recompute_metrics(self, job_id: int) -> JobMetricsPublic:
+        response = self._http.post(f"/jobs/{job_id}/metrics/recompute")
+        return JobMetricsPublic.model_validate(self._checked(response).json())
+
+    def download_scores(self, job_id: int, path: str | Path, *, format: str = "csv") -> Path:
+        """Save the score table as `format` (csv or parquet) at `path`."""
+        return self._download(f"/jobs/{job_id}/scores.{format}", Path(path))
+
+    def download_model(self, job_id: int, path: str | Path) -> Path:
+        return self._download(f"/jobs/{job_id}/model", Path(path))
+
+    # ------------------------------------------------------------ transport
+
+    def _get(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        return self._checked(self._http.get(url, params=query)).json()
+
+    def _download(self, url: str, path: Path) -> Path:
+        with self._http.stream("GET", url) as response:
+            if response.is_error:
+                response.read()
+                self._checked(response)
+            with path.open("wb") as file:
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+                    file.write(chunk)
+        return path
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
+        if response.is_error:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise LilawAPIError(response.status_code, str(detail))
+        return response

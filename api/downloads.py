@@ -1,0 +1,58 @@
+"""A job's score table streamed as CSV or Parquet, one chunk of rows at a time."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TEXT_COLUMNS = ("sample_id", "given_label", "predicted_label", "split")
+INTEGER_COLUMNS = ("rank", "sample_index")
+
+
+def csv_bytes(columns: list[str], chunks: Iterable[list[dict]]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for chunk in chunks:
+        writer.writerows(chunk)
+        yield _drain_text(buffer)
+    yield _drain_text(buffer)
+
+
+def parquet_bytes(columns: list[str], chunks: Iterable[list[dict]]) -> Iterator[bytes]:
+    """One row group per chunk; the bytes of each are sent as soon as it is written."""
+    schema = pa.schema([(column, _arrow_type(column)) for column in columns])
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, schema) as writer:
+        for chunk in chunks:
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+            yield _drain_bytes(sink)
+    yield _drain_bytes(sink)
+
+
+def _arrow_type(column: str) -> pa.DataType:
+    if column in TEXT_COLUMNS:
+        return pa.string()
+    if column in INTEGER_COLUMNS:
+        return pa.int64()
+    if column == "known_mislabeled":
+        return pa.bool_()
+    return pa.float64()
+
+
+def _drain_text(buffer: io.StringIO) -> bytes:
+    data = buffer.getvalue().encode()
+    buffer.seek(0)
+    buffer.truncate()
+    return data
+
+
+def _drain_bytes(buffer: io.BytesIO) -> bytes:
+    data = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return data

@@ -1,0 +1,75 @@
+"""/jobs: submit an audit, follow its progress and α/β/δ trajectory, list jobs, cancel one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AuditQueueDep, CurrentOwner, SessionDep
+from api.schemas import ErrorPublic, JobCreate, JobPublic
+from core.services import BrokerUnavailableError, jobs
+from core.store.models import JobStatus
+
+router = APIRouter(
+    prefix="/jobs",
+    tags=["jobs"],
+    responses={
+        401: {"model": ErrorPublic, "description": "missing or invalid API key"},
+        404: {"model": ErrorPublic, "description": "no such job (or dataset) of the caller's"},
+        422: {"model": ErrorPublic, "description": "invalid request"},
+    },
+)
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={503: {"model": ErrorPublic, "description": "the broker is down; the job is stored as failed"}},
+)
+def submit_audit(body: JobCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep) -> JobPublic:
+    """Queue an audit of a dataset version (the latest by default)."""
+    job = jobs.create_job(session, owner.id, body.dataset_id, body.version, body.audit_config())
+    session.commit()  # the worker must find the job row when its task arrives
+    try:
+        job.celery_task_id = audit_queue.send(job.id)
+    except BrokerUnavailableError as error:
+        jobs.mark_failed(job, error.message)
+        session.commit()
+        raise
+    return JobPublic.from_job(job)
+
+
+@router.get("")
+def list_jobs(
+    owner: CurrentOwner,
+    session: SessionDep,
+    dataset_id: int | None = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobPublic]:
+    """The caller's jobs, newest first."""
+    found = jobs.list_jobs(session, owner.id, dataset_id=dataset_id, status=status, limit=limit)
+    return [JobPublic.from_job(job) for job in found]
+
+
+@router.get("/{job_id}")
+def get_job(
+    job_id: int,
+    owner: CurrentOwner,
+    session: SessionDep,
+    trajectory: Annotated[bool, Query(description="include the α/β/δ trajectory")] = True,
+    max_points: Annotated[
+        int, Query(ge=2, le=100_000, description="downsample the trajectory to this many points")
+    ] = 500,
+) -> JobPublic:
+    """Status, progress, heartbeat, error, timings and the α/β/δ trajectory of a job."""
+    job = jobs.get_job(session, owner.id, job_id)
+    points = jobs.trajectory(session, job.id, max_points) if trajectory else None
+    return JobPublic.from_job(job, points)
+
+
+@router.post("/{job_id}/cancel", responses={409: {"model": ErrorPublic, "description": "the job has already ended"}})
+def cancel_job(job_id: int, owner: CurrentOwner, session: SessionDep) -> JobPublic:
+    """Cancel a queued or running job; the worker stops at its next progress tick."""
+    return JobPublic.from_job(jobs.cancel_job(session, owner.id, job_id))

@@ -1,0 +1,156 @@
+"""A job's results: ranked suspects, one sample's dynamics, detection metrics (and their
+recomputation against the current known flags), the score table and the trained model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.deps import CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
+from api.downloads import csv_bytes, parquet_bytes
+from api.schemas import ErrorPublic, JobMetricsPublic, SampleDynamicsPublic, SplitName, SuspectPagePublic
+from core.dynamics import SPLIT_NAMES
+from core.services import InvalidParameterError, jobs, results
+from core.settings import Settings
+from core.store.models import AuditJob
+
+router = APIRouter(
+    prefix="/jobs/{job_id}",
+    tags=["results"],
+    responses={
+        401: {"model": ErrorPublic, "description": "missing or invalid API key"},
+        404: {"model": ErrorPublic, "description": "no such job (or sample) of the caller's"},
+        422: {"model": ErrorPublic, "description": "invalid request"},
+    },
+)
+
+SPLIT_CODES = {name: code for code, name in SPLIT_NAMES.items()}
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+
+
+@router.get("/suspects")
+def list_suspects(
+    job_id: int,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="the `next_cursor` of the previous page")] = None,
+    label: Annotated[str | None, Query(description="only samples with this given label")] = None,
+    predicted: Annotated[str | None, Query(description="only samples the model labels so")] = None,
+    split: SplitName | None = None,
+    score: Annotated[str | None, Query(description="order by this aggregated score instead of the stored rank")] = None,
+    epoch: Annotated[int | None, Query(ge=1, description="order by this epoch's score")] = None,
+) -> SuspectPagePublic:
+    """Suspected mislabels, most suspicious first (every score is higher = more suspicious)."""
+    job = jobs.get_job(session, owner.id, job_id)
+    class_names = job.dataset_version.class_names
+    page = results.suspects_page(
+        session,
+        job,
+        settings.data_dir,
+        limit=limit,
+        cursor=cursor,
+        score=score,
+        epoch=epoch,
+        label=_class_index(label, class_names),
+        predicted=_class_index(predicted, class_names),
+        split=None if split is None else SPLIT_CODES[split],
+    )
+    return SuspectPagePublic.from_page(page, class_names)
+
+
+@router.get("/samples/{sample_index}/dynamics")
+def get_sample_dynamics(
+    job_id: int, sample_index: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
+) -> SampleDynamicsPublic:
+    """One sample's LiLAW weights, loss and prediction at every stored epoch, with its scores."""
+    job = jobs.get_job(session, owner.id, job_id)
+    history = results.sample_history(session, job, sample_index, settings.data_dir)
+    return SampleDynamicsPublic.from_history(job.id, history, job.dataset_version.class_names)
+
+
+@router.get("/metrics")
+def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep) -> JobMetricsPublic:
+    """AUROC, AUPRC (mislabeled and clean as positive) and precision/recall@k of every score
+    against the known flags, aggregated and per epoch."""
+    job = jobs.get_job(session, owner.id, job_id)
+    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), results.job_metrics(session, job.id))
+
+
+@router.post(
+    "/metrics/recompute",
+    responses={409: {"model": ErrorPublic, "description": "the job has not succeeded, or no flag is known"}},
+)
+def recompute_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
+    """Recompute a finished job's metrics against its dataset version's current known flags
+    (against the injected flags for a job with injected noise)."""
+    job = jobs.get_job(session, owner.id, job_id)
+    results.recompute_metrics(session, job, settings.data_dir)
+    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), results.job_metrics(session, job.id))
+
+
+@router.get(
+    "/scores.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the score table"},
+        409: {"model": ErrorPublic, "description": "the job has no scores yet"},
+    },
+)
+def download_scores_csv(
+    job_id: int, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
+) -> StreamingResponse:
+    """Every sample's rank, labels, split, scores and known flag, in rank order."""
+    return _score_table(session, sessions, jobs.get_job(session, owner.id, job_id), settings, "csv")
+
+
+@router.get(
+    "/scores.parquet",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "the score table"},
+        409: {"model": ErrorPublic, "description": "the job has no scores yet"},
+    },
+)
+def download_scores_parquet(
+    job_id: int, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
+) -> StreamingResponse:
+    """The score table of `scores.csv` as Parquet, one row group per chunk of rows."""
+    return _score_table(session, sessions, jobs.get_job(session, owner.id, job_id), settings, "parquet")
+
+
+@router.get(
+    "/model",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "the trained model's file"}},
+)
+def download_model(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The trained model, as the worker saved it."""
+    job = jobs.get_job(session, owner.id, job_id)
+    path = results.model_path(job, settings.data_dir)
+    return FileResponse(path, filename=f"job-{job.id}-model{path.suffix}", media_type="application/octet-stream")
+
+
+def _class_index(name: str | None, class_names: list[str]) -> int | None:
+    if name is None:
+        return None
+    if name not in class_names:
+        raise InvalidParameterError(f"unknown label {name!r}; the labels are {', '.join(class_names)}")
+    return class_names.index(name)
+
+
+def _score_table(
+    session: Session, sessions: sessionmaker[Session], job: AuditJob, settings: Settings, fmt: str
+) -> StreamingResponse:
+    results.require_scores(session, job)
+    encode, media_type = (csv_bytes, "text/csv") if fmt == "csv" else (parquet_bytes, PARQUET_MEDIA_TYPE)
+    chunks = results.score_table_chunks(sessions, job, job.dataset_version.class_names, settings.data_dir)
+    return StreamingResponse(
+        encode(results.score_table_columns(job), chunks),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}-scores.{fmt}"'},
+    )

@@ -1,0 +1,352 @@
+"""Request (`XCreate`) and response (`XPublic`) bodies of the API.
+
+Every score is oriented higher = more suspicious; `orientation` fields say what each one is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.audit import AuditConfig
+from core.dataset import Modality
+from core.dynamics import SPLIT_NAMES
+from core.lilaw import LilawConfig
+from core.scores import ORIENTATION, SCORE_NAMES
+from core.services.results import RankedSuspect, SampleHistory, SuspectPage
+from core.store.models import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint
+
+SplitName = Literal["train", "val"]
+
+
+class ErrorPublic(BaseModel):
+    detail: str
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class BuiltinDatasetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    builtin: str = Field(description="a built-in dataset: digits (bundled) or fashion-mnist (when installed)")
+    name: str | None = Field(None, min_length=1, max_length=200, description="default: the built-in's name")
+
+
+class DatasetUploadForm(BaseModel):
+    """The text fields sent with an uploaded file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="default: the file name without suffix")
+    modality: Modality | None = Field(None, description="default: decided by the file (see core.loaders)")
+
+
+class DatasetVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    format: str
+    modality: str
+    num_samples: int
+    num_classes: int
+    class_names: list[str]
+    blob_sha256: str
+    created_at: datetime
+
+
+class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    versions: list[DatasetVersionPublic]
+
+
+class FlagCreate(BaseModel):
+    sample_id: str
+    is_mislabeled: bool | None = Field(description="null: not known")
+
+
+class FlagsPublic(BaseModel):
+    dataset_id: int
+    version: int
+    updated: int
+    num_known: int = Field(description="samples of the version with a known flag")
+    num_mislabeled: int = Field(description="samples of the version known to be mislabeled")
+
+
+# ---------------------------------------------------------------- jobs
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: int
+    version: int | None = Field(None, description="dataset version; default: the latest")
+    model: str | None = Field(
+        None, max_length=200, description="small-cnn, mlp, cnn1d, lstm or a timm model; default: by modality"
+    )
+    epochs: int = Field(AuditConfig.epochs, ge=1)
+    batch_size: int = Field(AuditConfig.batch_size, ge=1)
+    lr: float = Field(AuditConfig.lr, gt=0, description="Adam learning rate of the network")
+    val_fraction: float = Field(
+        AuditConfig.val_fraction, ge=0, lt=1, description="share of samples in the validation split"
+    )
+    weighting: Literal["lilaw", "none"] = "lilaw"
+    loss: Literal["ce", "focal"] = "ce"
+    inject_noise: str | None = Field(
+        None,
+        description="KIND:RATE label noise for evaluation; uniform, asymmetric, adjacent or instance",
+        examples=["uniform:0.3"],
+    )
+    seed: int = AuditConfig.seed
+    cross_fit: int = Field(0, ge=0, description="K >= 2: K-fold confident-learning scores too")
+    meta_batch_size: int = Field(LilawConfig.meta_batch_size, ge=1, description="validation samples per meta step")
+    clamp: bool = Field(False, description="keep alpha >= 1 and beta <= delta <= alpha after every meta step")
+    pretrained: bool = Field(False, description="timm backbones: start from pretrained weights in the worker's cache")
+    image_size: int | None = Field(None, ge=1, description="resize images to this size inside the model")
+
+    def audit_config(self) -> AuditConfig:
+        return AuditConfig(
+            model=self.model,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            val_fraction=self.val_fraction,
+            weighting=self.weighting,
+            loss=self.loss,
+            seed=self.seed,
+            lilaw=LilawConfig(meta_batch_size=self.meta_batch_size, clamp=self.clamp),
+            inject_noise=self.inject_noise,
+            cross_fit=self.cross_fit,
+            pretrained=self.pretrained,
+            image_size=self.image_size,
+        )
+
+
+class ProgressPublic(BaseModel):
+    epoch: int = Field(description="the epoch in progress (1-based; 0 before training starts)")
+    total_epochs: int | None
+    step: int = Field(description="training steps done so far, over all epochs")
+    total_steps: int | None = Field(description="training steps of the whole run, once known")
+    eta_seconds: float | None
+
+
+class TrajectoryPointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch: int
+    step: int
+    alpha: float
+    beta: float
+    delta: float
+
+
+class JobPublic(BaseModel):
+    id: int
+    dataset_id: int
+    dataset_version: int
+    status: JobStatus
+    config: dict[str, Any] = Field(description="the audit configuration (core.audit.AuditConfig)")
+    progress: ProgressPublic
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    celery_task_id: str | None
+    timings: dict[str, float] | None = Field(description="seconds spent per phase, when the job has finished")
+    result: dict[str, Any] | None = Field(description="the run's summary: model, device, test-split metrics...")
+    has_model: bool = Field(description="the trained model can be downloaded")
+    trajectory: list[TrajectoryPointPublic] | None = Field(
+        None, description="alpha, beta, delta after the meta steps, evenly downsampled"
+    )
+
+    @classmethod
+    def from_job(cls, job: AuditJob, trajectory: list[LilawTrajectoryPoint] | None = None) -> JobPublic:
+        return cls(
+            id=job.id,
+            dataset_id=job.dataset_version.dataset_id,
+            dataset_version=job.dataset_version.version,
+            status=job.status,
+            config=job.config,
+            progress=ProgressPublic(
+                epoch=job.epoch,
+                total_epochs=job.total_epochs,
+                step=job.step,
+                total_steps=job.total_steps,
+                eta_seconds=job.eta_seconds,
+            ),
+            heartbeat_at=job.heartbeat_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=job.error,
+            celery_task_id=job.celery_task_id,
+            timings=(job.result or {}).get("timings"),
+            result=job.result,
+            has_model=bool((job.result_paths or {}).get("model")),
+            trajectory=None if trajectory is None else [TrajectoryPointPublic.model_validate(p) for p in trajectory],
+        )
+
+
+# ---------------------------------------------------------------- results
+
+
+class SuspectPublic(BaseModel):
+    rank: int = Field(description="rank under the job's default score (1 = most suspicious)")
+    sample_index: int
+    sample_id: str
+    label: str = Field(description="the given label")
+    predicted: str | None = Field(description="the model's label at the ordering epoch")
+    split: SplitName | None
+    score: float | None = Field(description="the value the list is ordered by, higher = more suspicious")
+    p_label: float | None = Field(description="the model's probability of the given label")
+    p_max: float | None = Field(description="the model's largest class probability")
+    is_mislabeled: bool | None = Field(description="known flag, when known")
+
+    @classmethod
+    def from_ranked(cls, ranked: RankedSuspect, class_names: list[str]) -> SuspectPublic:
+        suspect = ranked.suspect
+        return cls(
+            rank=suspect.rank,
+            sample_index=suspect.sample_index,
+            sample_id=suspect.sample_id,
+            label=class_names[suspect.label],
+            predicted=None if suspect.predicted is None else class_names[suspect.predicted],
+            split=None if suspect.split is None else SPLIT_NAMES[suspect.split],
+            score=ranked.score,
+            p_label=suspect.p_label,
+            p_max=suspect.p_max,
+            is_mislabeled=suspect.is_mislabeled,
+        )
+
+
+class SuspectPagePublic(BaseModel):
+    score: str = Field(description="the score the list is ordered by")
+    epoch: int | None = Field(description="the epoch of a per-epoch score; null for the aggregate")
+    orientation: str
+    items: list[SuspectPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+    @classmethod
+    def from_page(cls, page: SuspectPage, class_names: list[str]) -> SuspectPagePublic:
+        return cls(
+            score=page.score,
+            epoch=page.epoch,
+            orientation=ORIENTATION[page.score]["description"],
+            items=[SuspectPublic.from_ranked(ranked, class_names) for ranked in page.suspects],
+            next_cursor=page.next_cursor,
+        )
+
+
+class EpochDynamicsPublic(BaseModel):
+    epoch: int
+    split: SplitName
+    predicted: str
+    w_alpha: float | None
+    w_beta: float | None
+    w_delta: float | None
+    w: float | None
+    loss: float | None
+    p_label: float | None
+    p_max: float | None
+    margin: float | None
+    el2n: float | None
+
+
+class SampleDynamicsPublic(BaseModel):
+    job_id: int
+    sample_index: int
+    sample_id: str
+    label: str
+    is_mislabeled: bool | None
+    rank: int | None
+    scores: dict[str, float | None] | None
+    epochs: list[EpochDynamicsPublic]
+
+    @classmethod
+    def from_history(cls, job_id: int, history: SampleHistory, class_names: list[str]) -> SampleDynamicsPublic:
+        sample = history.sample
+        return cls(
+            job_id=job_id,
+            sample_index=sample.sample_index,
+            sample_id=sample.sample_id,
+            label=class_names[history.label],
+            is_mislabeled=history.is_mislabeled,
+            rank=None if history.score is None else history.score.rank,
+            scores=None if history.score is None else history.score.scores(),
+            epochs=[
+                EpochDynamicsPublic(
+                    epoch=row.epoch,
+                    split=SPLIT_NAMES[row.split],
+                    predicted=class_names[row.predicted],
+                    w_alpha=row.w_alpha,
+                    w_beta=row.w_beta,
+                    w_delta=row.w_delta,
+                    w=row.w,
+                    loss=row.loss,
+                    p_label=row.p_label,
+                    p_max=row.p_max,
+                    margin=row.margin,
+                    el2n=row.el2n,
+                )
+                for row in history.epochs
+            ],
+        )
+
+
+class DetectionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    auroc: float | None
+    auprc_mislabeled: float | None = Field(description="average precision with mislabeled = positive")
+    auprc_clean: float | None = Field(description="average precision with clean = positive (the LiLAW paper's)")
+    precision_at_k: dict[str, float | None] | None
+    recall_at_k: dict[str, float | None] | None
+    num_mislabeled: int | None
+
+
+class EpochDetectionPublic(DetectionPublic):
+    epoch: int
+    split: str
+
+
+class ScoreMetricsPublic(BaseModel):
+    score: str
+    orientation: str
+    aggregate: dict[str, DetectionPublic] = Field(
+        description="the aggregated score's metrics by sample split: all, train (train split only)"
+    )
+    per_epoch: list[EpochDetectionPublic]
+
+
+class JobMetricsPublic(BaseModel):
+    job_id: int
+    default_score: str
+    scores: list[ScoreMetricsPublic]
+
+    @classmethod
+    def from_metrics(cls, job_id: int, default_score: str, metrics: list[JobMetric]) -> JobMetricsPublic:
+        by_score: dict[str, ScoreMetricsPublic] = {}
+        for metric in metrics:
+            entry = by_score.setdefault(
+                metric.score,
+                ScoreMetricsPublic(
+                    score=metric.score,
+                    orientation=ORIENTATION.get(metric.score, {}).get("description", ""),
+                    aggregate={},
+                    per_epoch=[],
+                ),
+            )
+            if metric.epoch is None:
+                entry.aggregate[metric.split] = DetectionPublic.model_validate(metric)
+            else:
+                entry.per_epoch.append(EpochDetectionPublic.model_validate(metric))
+        order = {name: i for i, name in enumerate(SCORE_NAMES)}
+        scores = sorted(by_score.values(), key=lambda entry: (order.get(entry.score, len(order)), entry.score))
+        return cls(job_id=job_id, default_score=default_score, scores=scores)

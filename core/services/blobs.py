@@ -1,0 +1,107 @@
+"""The content-addressed blob store: uploaded dataset files under `settings.blob_dir`, each named
+by the sha256 of its bytes plus its original suffix, so that `core.loaders` dispatches on it.
+
+An upload is written to `incoming/` while its hash and size are taken, then moved into place;
+the same bytes uploaded again reuse the stored file. A dataset version's `blob_uri` is its blob's
+path relative to the data dir, or ``builtin:NAME`` for a built-in dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.services import UnsupportedFileTypeError, UploadTooLargeError
+from core.settings import Settings
+from core.store.models import DatasetVersion
+
+# Longest first: a time series table keeps its `.ts` marker.
+SUFFIXES = (".ts.csv", ".ts.tsv", ".ts.parquet", ".ts.pq", ".zip", ".npz", ".csv", ".tsv", ".parquet", ".pq")
+BUILTIN_PREFIX = "builtin:"
+
+
+def blob_suffix(filename: str) -> str:
+    """The suffix a blob keeps from the uploaded file's name; other file types are refused."""
+    lower = filename.lower()
+    for suffix in SUFFIXES:
+        if lower.endswith(suffix):
+            return suffix
+    raise UnsupportedFileTypeError(
+        f"{filename!r} is not a supported dataset file: upload a .zip (class folders, or images "
+        "with labels.csv), .npz, .csv, .tsv or .parquet file"
+    )
+
+
+def dataset_source(version: DatasetVersion, settings: Settings) -> str:
+    """What `core.loaders.load_dataset` reads for `version`: a built-in name or the blob's path."""
+    if version.blob_uri.startswith(BUILTIN_PREFIX):
+        return version.blob_uri.removeprefix(BUILTIN_PREFIX)
+    return str(settings.data_dir / version.blob_uri)
+
+
+@dataclass(frozen=True)
+class Blob:
+    sha256: str
+    path: Path
+    uri: str
+    is_new: bool  # this upload created the file
+
+
+class BlobWriter:
+    """The bytes of one upload on their way into the store."""
+
+    def __init__(self, store: BlobStore, suffix: str):
+        self._store = store
+        self._suffix = suffix
+        self._hash = hashlib.sha256()
+        self._file = tempfile.NamedTemporaryFile(dir=store.incoming_dir, prefix="upload-", delete=False)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self._store.max_bytes:
+            raise UploadTooLargeError(f"the upload is larger than the limit of {self._store.max_bytes} bytes")
+        self._hash.update(data)
+        self._file.write(data)
+
+    def finish(self) -> Blob:
+        """Move the received file into place (or drop it when the store already holds the bytes)."""
+        self._file.close()
+        sha256 = self._hash.hexdigest()
+        path = self._store.root / f"{sha256}{self._suffix}"
+        is_new = not path.exists()
+        if is_new:
+            os.replace(self._file.name, path)
+        else:
+            os.unlink(self._file.name)
+        return Blob(sha256=sha256, path=path, uri=path.relative_to(self._store.data_dir).as_posix(), is_new=is_new)
+
+    def discard(self) -> None:
+        self._file.close()
+        Path(self._file.name).unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, settings: Settings):
+        self.data_dir = settings.data_dir
+        self.root = settings.blob_dir
+        self.incoming_dir = self.root / "incoming"
+        self.max_bytes = settings.max_upload_bytes
+
+    def writer(self, filename: str) -> BlobWriter:
+        """A writer for an upload named `filename`; raises if its file type is not supported."""
+        suffix = blob_suffix(filename)
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        return BlobWriter(self, suffix)
+
+    def discard_if_unused(self, session: Session, blob: Blob) -> None:
+        """Delete a blob this upload created, unless a dataset version refers to it."""
+        used = session.scalar(select(DatasetVersion.id).where(DatasetVersion.blob_sha256 == blob.sha256).limit(1))
+        if blob.is_new and used is None:
+            blob.path.unlink(missing_ok=True)

@@ -1,0 +1,340 @@
+"""The relational schema: owners and their API keys, datasets, audit jobs and their results.
+
+The schema changes only through the Alembic migrations in `migrations/`; these models describe it
+for the ORM and are checked against the migrations by the tests.
+
+`sample_epochs` holds one row per sample per epoch of every job (10^7 rows for a large job). On
+Postgres it is LIST-partitioned by `job_id`, one partition per job (see `core.store.partitions`),
+so a job's dynamics are written, read and dropped without touching any other job's rows.
+Every other table that belongs to a job references it with ON DELETE CASCADE.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    REAL,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import JSON, TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+# The per-sample score columns of `sample_scores`, one nullable REAL column each.
+SCORE_COLUMNS = (
+    "w_alpha",
+    "w_beta",
+    "w_delta",
+    "w",
+    "aum",
+    "datamaps_confidence",
+    "datamaps_variability",
+    "dataiq_aleatoric",
+    "el2n",
+    "loss",
+    "forgetting",
+    "cl_self_confidence",
+    "cl_normalized_margin",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONDocument}
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, server_default=func.now())
+
+
+class Owner(Base):
+    __tablename__ = "owners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+    api_keys: Mapped[list[ApiKey]] = relationship(
+        back_populates="owner", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+    datasets: Mapped[list[Dataset]] = relationship(
+        back_populates="owner", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ApiKey(Base):
+    """An API key of an owner. Only `key_hash` (hex sha256 of the key) is stored, never the key;
+    `prefix` is its first characters, kept to tell keys apart in listings."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None]
+
+    owner: Mapped[Owner] = relationship(back_populates="api_keys", lazy="raise")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+
+    owner: Mapped[Owner] = relationship(back_populates="datasets", lazy="raise")
+    versions: Mapped[list[DatasetVersion]] = relationship(
+        back_populates="dataset",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="DatasetVersion.version",
+    )
+
+
+class DatasetVersion(Base):
+    """One upload of a dataset: the stored blob (content-addressed by `blob_sha256`, kept at
+    `blob_uri`, a path under the data dir or an object store URL) and what was read from it."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    blob_uri: Mapped[str] = mapped_column(String(2048))
+    format: Mapped[str] = mapped_column(String(32))
+    modality: Mapped[str] = mapped_column(String(16))
+    num_samples: Mapped[int]
+    num_classes: Mapped[int]
+    class_names: Mapped[list[str]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime] = _created_at()
+
+    dataset: Mapped[Dataset] = relationship(back_populates="versions", lazy="raise")
+    samples: Mapped[list[Sample]] = relationship(
+        back_populates="dataset_version", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Sample(Base):
+    """A sample of a dataset version: its position (`sample_index`, 0..N-1), its stable id (the
+    same sample keeps its id across versions) and its given label (an index into `class_names`)."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("dataset_version_id", "sample_id"),)
+
+    dataset_version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    sample_index: Mapped[int] = mapped_column(primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(255))
+    label: Mapped[int]
+    is_mislabeled: Mapped[bool | None] = mapped_column(Boolean)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+
+    dataset_version: Mapped[DatasetVersion] = relationship(back_populates="samples", lazy="raise")
+
+
+class AuditJob(Base):
+    """One audit of a dataset version. `result_paths` names the stored artifacts (e.g. the trained
+    model file); `result` holds the run's summary, classifier metrics included."""
+
+    __tablename__ = "audit_jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    dataset_version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), index=True
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[JobStatus] = mapped_column(
+        Enum(
+            JobStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=JobStatus.QUEUED,
+        index=True,
+    )
+    epoch: Mapped[int] = mapped_column(default=0)
+    total_epochs: Mapped[int | None]
+    step: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int | None]
+    eta_seconds: Mapped[float | None] = mapped_column(Double)
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    celery_task_id: Mapped[str | None] = mapped_column(String(155))
+    result_paths: Mapped[dict[str, Any] | None]
+    result: Mapped[dict[str, Any] | None]
+
+    owner: Mapped[Owner] = relationship(lazy="raise")
+    dataset_version: Mapped[DatasetVersion] = relationship(lazy="raise")
+
+
+class SampleEpoch(Base):
+    """The dynamics of one sample in one epoch of a job (see `core.dynamics.EpochDynamics`).
+    Float columns are NULL where the engine produced NaN.
+
+    `job_id` has no foreign key: checking one on every row triples the cost of a bulk write on
+    Postgres. Instead the writer checks the job once per epoch, and a trigger on `audit_jobs`
+    removes a deleted job's rows (drops its partition on Postgres)."""
+
+    __tablename__ = "sample_epochs"
+    __table_args__ = {"postgresql_partition_by": "LIST (job_id)"}
+
+    job_id: Mapped[int] = mapped_column(primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    sample_index: Mapped[int] = mapped_column(primary_key=True)
+    split: Mapped[int] = mapped_column(SmallInteger)
+    w_alpha: Mapped[float | None] = mapped_column(REAL)
+    w_beta: Mapped[float | None] = mapped_column(REAL)
+    w_delta: Mapped[float | None] = mapped_column(REAL)
+    w: Mapped[float | None] = mapped_column(REAL)
+    loss: Mapped[float | None] = mapped_column(REAL)
+    p_label: Mapped[float | None] = mapped_column(REAL)
+    p_max: Mapped[float | None] = mapped_column(REAL)
+    predicted: Mapped[int] = mapped_column(Integer)
+    margin: Mapped[float | None] = mapped_column(REAL)
+    el2n: Mapped[float | None] = mapped_column(REAL)
+
+
+class LilawTrajectoryPoint(Base):
+    """α, β, δ after a meta step; `step` counts the training steps within `epoch` (0 = epoch start)."""
+
+    __tablename__ = "lilaw_trajectory"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("audit_jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    step: Mapped[int] = mapped_column(primary_key=True)
+    alpha: Mapped[float] = mapped_column(Double)
+    beta: Mapped[float] = mapped_column(Double)
+    delta: Mapped[float] = mapped_column(Double)
+
+
+class SampleScore(Base):
+    """Every score of one sample for a job, higher = more suspicious (see `core.scores`), and the
+    sample's rank under the job's default score (1 = most suspicious, unique within the job)."""
+
+    __tablename__ = "sample_scores"
+    __table_args__ = (Index("ix_sample_scores_job_id_rank", "job_id", "rank", unique=True),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("audit_jobs.id", ondelete="CASCADE"), primary_key=True)
+    sample_index: Mapped[int] = mapped_column(primary_key=True)
+    rank: Mapped[int]
+    default_score: Mapped[float] = mapped_column(REAL)
+    w_alpha: Mapped[float | None] = mapped_column(REAL)
+    w_beta: Mapped[float | None] = mapped_column(REAL)
+    w_delta: Mapped[float | None] = mapped_column(REAL)
+    w: Mapped[float | None] = mapped_column(REAL)
+    aum: Mapped[float | None] = mapped_column(REAL)
+    datamaps_confidence: Mapped[float | None] = mapped_column(REAL)
+    datamaps_variability: Mapped[float | None] = mapped_column(REAL)
+    dataiq_aleatoric: Mapped[float | None] = mapped_column(REAL)
+    el2n: Mapped[float | None] = mapped_column(REAL)
+    loss: Mapped[float | None] = mapped_column(REAL)
+    forgetting: Mapped[float | None] = mapped_column(REAL)
+    cl_self_confidence: Mapped[float | None] = mapped_column(REAL)
+    cl_normalized_margin: Mapped[float | None] = mapped_column(REAL)
+
+    def scores(self) -> dict[str, float | None]:
+        return {name: getattr(self, name) for name in SCORE_COLUMNS}
+
+
+class JobMetric(Base):
+    """Detection quality of one score of a job against the known flags: for one epoch, or
+    aggregated over epochs when `epoch` is NULL; over the samples selected by `split`
+    ('all', 'train', ...). `precision_at_k` / `recall_at_k` map k to the value."""
+
+    __tablename__ = "job_metrics"
+    __table_args__ = (Index("ix_job_metrics_job_id_score", "job_id", "score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("audit_jobs.id", ondelete="CASCADE"))
+    score: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[int | None]
+    split: Mapped[str] = mapped_column(String(16), default="all")
+    auroc: Mapped[float | None] = mapped_column(Double)
+    auprc_mislabeled: Mapped[float | None] = mapped_column(Double)
+    auprc_clean: Mapped[float | None] = mapped_column(Double)
+    precision_at_k: Mapped[dict[str, Any] | None]
+    recall_at_k: Mapped[dict[str, Any] | None]
+    num_mislabeled: Mapped[int | None]

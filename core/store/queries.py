@@ -1,0 +1,127 @@
+"""Reads the API serves: a job's ranked suspects and one sample's dynamics over epochs.
+
+Both stay cheap however large the job: suspects walk the (job_id, rank) index and look up each
+row's sample and last-epoch dynamics by primary key; a sample's dynamics are one primary-key
+lookup per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from core.store.models import AuditJob, Sample, SampleEpoch, SampleScore
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A sample of a job's ranked list with what a reviewer needs: its given label, the model's
+    label and confidence at the last stored epoch (None before any epoch is stored) and its scores."""
+
+    rank: int
+    sample_index: int
+    sample_id: str
+    label: int
+    is_mislabeled: bool | None
+    default_score: float
+    predicted: int | None
+    p_label: float | None
+    p_max: float | None
+    split: int | None
+    scores: dict[str, float | None]
+
+
+def last_epoch(session: Session, job_id: int) -> int | None:
+    """The newest epoch with stored dynamics for the job."""
+    return session.scalar(select(func.max(SampleEpoch.epoch)).where(SampleEpoch.job_id == job_id))
+
+
+def top_suspects(
+    session: Session,
+    job_id: int,
+    *,
+    limit: int,
+    after_rank: int | None = None,
+    label: int | None = None,
+    predicted: int | None = None,
+    split: int | None = None,
+) -> list[Suspect]:
+    """The job's samples in rank order (most suspicious first), at most `limit`, starting after
+    rank `after_rank` (the last rank of the previous page), optionally only those with the given
+    label, last-epoch prediction or split (`core.dynamics.SPLIT_TRAIN` / `SPLIT_VAL`)."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    version_id = session.scalar(select(AuditJob.dataset_version_id).where(AuditJob.id == job_id))
+    if version_id is None:
+        return []
+    epoch = last_epoch(session, job_id)
+    statement = (
+        select(
+            SampleScore,
+            Sample.sample_id,
+            Sample.label,
+            Sample.is_mislabeled,
+            SampleEpoch.predicted,
+            SampleEpoch.p_label,
+            SampleEpoch.p_max,
+            SampleEpoch.split,
+        )
+        .join(
+            Sample,
+            and_(Sample.dataset_version_id == version_id, Sample.sample_index == SampleScore.sample_index),
+        )
+        .outerjoin(
+            SampleEpoch,
+            and_(
+                SampleEpoch.job_id == job_id,
+                SampleEpoch.epoch == epoch,
+                SampleEpoch.sample_index == SampleScore.sample_index,
+            ),
+        )
+        .where(SampleScore.job_id == job_id)
+        .order_by(SampleScore.rank)
+        .limit(limit)
+    )
+    if after_rank is not None:
+        statement = statement.where(SampleScore.rank > after_rank)
+    if label is not None:
+        statement = statement.where(Sample.label == label)
+    if predicted is not None:
+        statement = statement.where(SampleEpoch.predicted == predicted)
+    if split is not None:
+        statement = statement.where(SampleEpoch.split == split)
+    return [
+        Suspect(
+            rank=row.SampleScore.rank,
+            sample_index=row.SampleScore.sample_index,
+            sample_id=row.sample_id,
+            label=row.label,
+            is_mislabeled=row.is_mislabeled,
+            default_score=row.SampleScore.default_score,
+            predicted=row.predicted,
+            p_label=row.p_label,
+            p_max=row.p_max,
+            split=row.split,
+            scores=row.SampleScore.scores(),
+        )
+        for row in session.execute(statement)
+    ]
+
+
+def sample_dynamics(session: Session, job_id: int, sample_index: int) -> list[SampleEpoch]:
+    """The sample's dynamics rows of every stored epoch of the job, oldest first."""
+    epoch = last_epoch(session, job_id)
+    if epoch is None:
+        return []
+    statement = (
+        select(SampleEpoch)
+        .where(
+            SampleEpoch.job_id == job_id,
+            SampleEpoch.epoch.in_(range(1, epoch + 1)),
+            SampleEpoch.sample_index == sample_index,
+        )
+        .order_by(SampleEpoch.epoch)
+    )
+    return list(session.scalars(statement))

@@ -1,0 +1,68 @@
+"""The Python client (api.client) over the app: every call, typed results, errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import update
+
+from api.client import LilawAPIError, LilawClient
+from core.store import AuditJob, JobStatus, session_scope
+
+
+@pytest.fixture
+def lilaw(client, alice) -> LilawClient:
+    return LilawClient("http://testserver", alice["Authorization"].removeprefix("Bearer "), http=client)
+
+
+def test_datasets_and_jobs(lilaw, tmp_path, sessions):
+    path = tmp_path / "rows.csv"
+    path.write_text("f1,label\n1,a\n2,b\n3,a\n4,b\n")
+    uploaded = lilaw.upload_dataset(path, name="rows")
+    builtin = lilaw.create_builtin_dataset("digits", name="digits")
+    assert (uploaded.name, uploaded.versions[0].num_samples) == ("rows", 4)
+    assert builtin.versions[0].num_samples == 1797
+    assert [d.name for d in lilaw.datasets()] == ["rows", "digits"]
+    flags = lilaw.upload_flags(builtin.id, 1, {"digits-0": True, "digits-1": False})
+    assert (flags.updated, flags.num_known, flags.num_mislabeled) == (2, 2, 1)
+
+    job = lilaw.submit_audit(builtin.id, epochs=2, inject_noise="uniform:0.2")
+    assert job.status is JobStatus.QUEUED and job.config["epochs"] == 2
+    assert lilaw.job(job.id).id == job.id
+    assert [j.id for j in lilaw.jobs()] == [job.id]
+    with session_scope(sessions) as session:
+        session.execute(update(AuditJob).where(AuditJob.id == job.id).values(status=JobStatus.SUCCEEDED, epoch=2))
+    seen = []
+    done = lilaw.wait(job.id, on_progress=seen.append, poll_seconds=0.01)
+    assert done.status is JobStatus.SUCCEEDED and [s.status for s in seen] == [JobStatus.SUCCEEDED]
+
+    other = lilaw.submit_audit(builtin.id, epochs=1)
+    with pytest.raises(TimeoutError):
+        lilaw.wait(other.id, poll_seconds=0.01, timeout=0.05)
+    assert lilaw.cancel(other.id).status is JobStatus.CANCELLED
+
+
+def test_errors_carry_status_and_detail(lilaw):
+    with pytest.raises(LilawAPIError) as error:
+        lilaw.submit_audit(12345)
+    assert (error.value.status_code, error.value.detail) == (404, "dataset 12345 not found")
+
+
+def test_results(lilaw, finished_job, tmp_path):
+    suspects = list(lilaw.suspects(finished_job.job_id, page_size=64))
+    assert [s.rank for s in suspects] == list(range(1, finished_job.num_samples + 1))
+    assert len(list(lilaw.suspects(finished_job.job_id, page_size=7, limit=10))) == 10
+    by_epoch = list(lilaw.suspects(finished_job.job_id, limit=5, score="loss", epoch=1))
+    assert [s.score for s in by_epoch] == sorted((s.score for s in by_epoch), reverse=True)
+
+    metrics = lilaw.metrics(finished_job.job_id)
+    assert metrics.default_score == "w_alpha" and metrics.scores[0].aggregate["all"].auroc is not None
+
+    scores = lilaw.download_scores(finished_job.job_id, tmp_path / "scores.parquet", format="parquet")
+    assert len(pd.read_parquet(scores)) == finished_job.num_samples
+    model = lilaw.download_model(finished_job.job_id, tmp_path / "model.pt")
+    assert model.stat().st_size > 0
+    with pytest.raises(LilawAPIError) as error:
+        lilaw.download_scores(finished_job.job_id, tmp_path / "scores.xlsx", format="xlsx")
+    assert error.value.status_code == 404
+    assert not (tmp_path / "scores.xlsx").exists()

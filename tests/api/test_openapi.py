@@ -1,0 +1,46 @@
+"""The OpenAPI document describes every route with its request and response bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+EXPECTED_OPERATIONS = {
+    ("post", "/datasets"),
+    ("get", "/datasets"),
+    ("get", "/datasets/{dataset_id}"),
+    ("post", "/datasets/{dataset_id}/versions/{version}/flags"),
+    ("post", "/jobs"),
+    ("get", "/jobs"),
+    ("get", "/jobs/{job_id}"),
+    ("post", "/jobs/{job_id}/cancel"),
+    ("get", "/jobs/{job_id}/suspects"),
+    ("get", "/jobs/{job_id}/samples/{sample_index}/dynamics"),
+    ("get", "/jobs/{job_id}/metrics"),
+    ("post", "/jobs/{job_id}/metrics/recompute"),
+    ("get", "/jobs/{job_id}/scores.csv"),
+    ("get", "/jobs/{job_id}/scores.parquet"),
+    ("get", "/jobs/{job_id}/model"),
+    ("get", "/health"),
+}
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_openapi_document(client):
+    document = client.get("/openapi.json").json()
+    operations = {(method, path): op for path, item in document["paths"].items() for method, op in item.items()}
+    assert set(operations) == EXPECTED_OPERATIONS
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(document["components"]["securitySchemes"])
+    for (method, path), operation in operations.items():
+        success = next(code for code in operation["responses"] if code.startswith("2"))
+        assert operation["responses"][success]["content"], (method, path)
+        if path != "/health":
+            assert operation["responses"]["401"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorPublic"
+            }
+            assert "HTTPValidationError" not in str(operation["responses"])
+    upload = operations[("post", "/datasets")]["requestBody"]["content"]
+    assert set(upload) == {"multipart/form-data", "application/json"}
+    flags = operations[("post", "/datasets/{dataset_id}/versions/{version}/flags")]["requestBody"]["content"]
+    assert set(flags) == {"text/csv", "application/json"}
+    job = operations[("get", "/jobs/{job_id}")]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert job == {"$ref": "#/components/schemas/JobPublic"}
