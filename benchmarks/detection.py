@@ -1,7 +1,7 @@
 """Mislabel detection: every score of one LiLAW run vs confident learning on 5-fold probabilities.
 
-    python benchmarks/detection.py [--cases fmnist-uniform50,fmnist-asym40,fmnist-instance30,ecg-uniform30]
-                                   [--samples 20000] [--epochs 10] [--folds 5] [--out docs/detection.json]
+    python -m benchmarks.detection [--cases fmnist-uniform50,fmnist-asym40,fmnist-instance30,ecg-uniform30]
+                                    [--samples 20000] [--epochs 10] [--folds 5] [--out docs/detection.json]
 
 For each case: inject seeded noise, run one LiLAW audit (all dynamics scores come from that one
 run), then train the same model for the same epochs on K folds with plain loss and score the
@@ -34,8 +34,12 @@ CASES = {
     "fmnist-instance30": ("fashion-mnist", "instance:0.3"),
     "ecg-uniform30": ("ecg5000", "uniform:0.3"),
 }
-# Aggregation windows of W_α tried for the default score (first epoch, last epoch; None = last).
-WINDOWS = {"w_alpha epochs 2-4": (2, 4), "w_alpha epochs 1-last": (1, None)}
+# Aggregation windows tried against the default (every epoch): after the warm-up epoch only.
+WINDOWS = {"w_alpha epochs 2-last": ("w_alpha", 2), "aum epochs 2-last": ("aum", 2)}
+# Whole extra runs, reported by their default score: does LiLAW training, or a larger meta
+# batch, change detection quality?
+RUN_VARIANTS = {"plain training (weighting none)": {"weighting": "none"},
+                "LiLAW, meta batch 128": {"meta_batch_size": 128}}
 
 
 def load_ecg5000(ecg_dir: Path) -> AuditDataset:
@@ -75,13 +79,16 @@ def run_case(case: str, args) -> dict:
     cross_fit_seconds = time.perf_counter() - started
 
     scores = dict(audit.scores)
-    for label, (first, last) in WINDOWS.items():
-        last = None if last is None else min(last, epochs)
-        scores[label] = compute_scores(audit.history, first_epoch=first, last_epoch=last)["w_alpha"]
+    for label, (name, first) in WINDOWS.items():
+        scores[label] = compute_scores(audit.history, first_epoch=first)[name]
     for epoch in (3, epochs):
         scores[f"w_alpha epoch {epoch}"] = epoch_scores(audit.history, epoch)["w_alpha"]
     scores[f"cleanlab self-confidence ({args.folds}-fold)"] = compute_scores(
         audit.history, oos_probs=oos, labels=dataset.y)["cl_self_confidence"]
+    for label, changes in RUN_VARIANTS.items():
+        lilaw = replace(clean_config.lilaw, meta_batch_size=changes.get("meta_batch_size", clean_config.lilaw.meta_batch_size))
+        variant = run_audit(dataset, replace(clean_config, weighting=changes.get("weighting", "lilaw"), lilaw=lilaw))
+        scores[f"{variant.default_score}, {label}"] = variant.default_scores
     return {
         "case": case, "samples": len(dataset), "noise": noise, "num_flipped": int(flags.sum()), "epochs": epochs,
         "model": audit.model_name, "default_score": audit.default_score,

@@ -1,6 +1,6 @@
 """Training throughput: plain training vs LiLAW with dynamics capture, side by side in one run.
 
-    python benchmarks/overhead.py [--samples 10000] [--epochs 2] [--batch-size 128] [--repeats 3]
+    python -m benchmarks.overhead [--samples 10000] [--epochs 2] [--batch-size 128] [--repeats 3]
 
 Same model, batch size and data for every variant; the variants are interleaved and repeated
 and the median taken, so drift of a shared machine hits them alike. Target: LiLAW with
