@@ -1,24 +1,37 @@
 """The Celery application: JSON only, late acks, one job at a time per worker process.
 
 Embedded mode runs over kombu's SQLAlchemy transport on a SQLite file; production over Redis.
-Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU.
+Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. The reaper of
+stuck jobs goes to `audit.maintenance`, which every worker consumes too by default (see worker.cli).
 """
 
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
 
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 AUDIT_TASK = "lilaw.audit"
 REAP_TASK = "lilaw.reap_stuck_jobs"
 
 
-def make_celery() -> Celery:
-    settings = get_settings()
+def maintenance_queue(settings: Settings) -> str:
+    """The reaper's queue, named after the audit queue: deployments sharing a broker stay apart."""
+    return f"{settings.audit_queue}.maintenance"
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     hard_limit = int(settings.job_soft_time_limit_s * 1.2)
-    app = Celery("lilaw_audit", broker=settings.resolved_broker_url, include=["worker.tasks"])
+    broker_url = settings.resolved_broker_url
+    # kombu's SQLAlchemy transport hands its options to create_engine and never redelivers a
+    # message by timeout; on Redis a running job's message must outlive the job.
+    transport_options = {} if broker_url.startswith("sqla+") else {"visibility_timeout": hard_limit + 3600}
+    # Reaped at least twice per heartbeat timeout; a reap message not consumed by then is dropped.
+    reap_every = min(60.0, settings.heartbeat_timeout_s / 2)
+    app = Celery("lilaw_audit", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -29,12 +42,25 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.job_soft_time_limit_s,
         task_time_limit=hard_limit,
-        broker_transport_options={"visibility_timeout": hard_limit + 3600},
+        broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
-        task_routes={AUDIT_TASK: {"queue": settings.audit_queue}},
-        beat_schedule={REAP_TASK: {"task": REAP_TASK, "schedule": 60.0}},
+        task_routes={
+            AUDIT_TASK: {"queue": settings.audit_queue},
+            REAP_TASK: {"queue": maintenance_queue(settings)},
+        },
+        beat_schedule={REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}}},
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
     return app
+
+
+def declare_queues(settings: Settings) -> None:
+    """Create the broker's queues before the processes start. kombu's SQLAlchemy transport creates
+    a queue on first use and fails when two processes do so at once (a worker and beat starting
+    together on a new broker file)."""
+    with make_celery(settings).connection_for_write() as connection:
+        for name in (settings.audit_queue, maintenance_queue(settings)):
+            Queue(name, Exchange(name), routing_key=name)(connection.default_channel).declare()
 
 
 app = make_celery()

@@ -1,0 +1,214 @@
+"""What the worker's dynamics logging costs, Postgres and SQLite side by side in one run.
+
+    .venv/bin/python -m benchmarks.logging [--rows 100000 1000000] [--repeats 3]
+        [--audit digits] [--audit-limit N] [--audit-epochs 10]
+        [--topk-samples 1000000] [--topk-epochs 3] [--postgres URL]
+
+(Run it as a module: as a script, this file would shadow the standard library's `logging`.)
+
+1. Rows per second of `write_epoch` (one epoch of N samples in one transaction: delete, insert,
+   commit), first writes and rewrites of a redelivered epoch (`benchmarks.store_write`).
+2. A small real audit: wall time of `run_audit` alone against `execute_job` (the worker's whole
+   path: per-epoch dynamics and progress writes, heartbeats, checkpoints, the model, scores and
+   metrics) on each backend, the runs taking turns, best of the repeats (the least disturbed by
+   other load); and the share of each job's wall time spent in its per-epoch dynamics
+   transactions, measured within the same run (median). Target: logging < 5% of the audit.
+3. Latency of the top-100 suspects of an N-sample job (median of warm reads): the store query
+   and the results service the API endpoint calls (`benchmarks.store_topk`). Target: < 100 ms
+   on Postgres at 10^6 samples.
+"""
+
+import sys
+
+if __name__ == "__main__" and not __package__:
+    sys.exit("run as a module: python -m benchmarks.logging")
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert
+
+from benchmarks.store_topk import median_ms, scratch_database, store_samples
+from benchmarks.store_write import create_job, synthetic_epoch, time_paths, time_redelivery
+from core.audit import AuditConfig, run_audit
+from core.dataset import AuditDataset
+from core.loaders import load_dataset
+from core.services import results
+from core.services.audit_runs import execute_job
+from core.settings import Settings
+from core.store import (
+    AuditJob,
+    Dataset,
+    DatasetVersion,
+    Owner,
+    Sample,
+    make_engine,
+    make_session_factory,
+    session_scope,
+    top_suspects,
+    upgrade_database,
+    write_epoch,
+    write_scores,
+)
+
+BACKENDS = ("postgresql", "sqlite")
+
+
+def writer_rows_per_second(backend: str, server: str, num_rows: int, repeats: int) -> tuple[float, float]:
+    """(first write, rewrite) rows/s of one epoch of `num_rows` samples."""
+    template = synthetic_epoch(num_rows)
+    epochs = [replace(template, epoch=epoch) for epoch in range(1, repeats + 1)]
+    with scratch_database(backend, server) as url:
+        upgrade_database(url)
+        engine = make_engine(url)
+        job_id = create_job(engine)
+        first = time_paths(engine, {"write": lambda c, d: write_epoch(c, job_id, d)}, epochs, repeats)["write"]
+        rewrite = time_redelivery(engine, job_id, epochs[0], repeats)
+        engine.dispose()
+    return num_rows / first, num_rows / rewrite
+
+
+class LoggedAudit:
+    """A scratch database holding `dataset` as a dataset version, ready to run jobs over it."""
+
+    def __init__(self, url, dataset: AuditDataset, blob: Path, data_dir: Path):
+        upgrade_database(url)
+        self.engine = make_engine(url, sqlite_begin="IMMEDIATE")
+        self.sessions = make_session_factory(self.engine)
+        self.settings = Settings(data_dir=data_dir)
+        with session_scope(self.sessions) as session:
+            self.owner = Owner(name=f"bench-{uuid.uuid4().hex[:8]}")
+            self.version = DatasetVersion(
+                dataset=Dataset(owner=self.owner, name=dataset.name), version=1, blob_sha256="0" * 64,
+                blob_uri=str(blob), format="npz", modality=dataset.modality, num_samples=len(dataset),
+                num_classes=dataset.num_classes, class_names=dataset.class_names,
+            )  # fmt: skip
+            session.add(self.version)
+            session.flush()
+            session.execute(
+                insert(Sample),
+                [
+                    {"dataset_version_id": self.version.id, "sample_index": i, "sample_id": id_, "label": int(label)}
+                    for i, (id_, label) in enumerate(zip(dataset.sample_ids, dataset.y))
+                ],
+            )
+
+    def run(self, config: AuditConfig) -> tuple[float, float]:
+        """(wall seconds of execute_job, seconds in per-epoch dynamics transactions)."""
+        with session_scope(self.sessions) as session:
+            job = AuditJob(owner_id=self.owner.id, dataset_version_id=self.version.id, config=config.to_dict())
+            session.add(job)
+        started = time.perf_counter()
+        execute_job(self.sessions, job.id, self.settings)
+        wall = time.perf_counter() - started
+        with self.sessions() as session:
+            timings = session.get(AuditJob, job.id).result["timings"]
+        return wall, timings["dynamics_write_seconds"]
+
+
+def audit_overhead(args, directory: Path) -> dict[str, dict[str, float]]:
+    dataset = load_dataset(args.audit, limit=args.audit_limit)
+    blob = directory / "dataset.npz"
+    np.savez(blob, x=dataset.x, y=dataset.y, sample_ids=np.array(dataset.sample_ids))
+    config = AuditConfig(epochs=args.audit_epochs, batch_size=64, inject_noise="uniform:0.3")
+    run_audit(dataset, replace(config, epochs=1))  # warm-up: the first training in a process is slower
+    with scratch_database("postgresql", args.postgres) as postgres_url:
+        audits = {
+            "postgresql": LoggedAudit(postgres_url, dataset, blob, directory / "pg"),
+            "sqlite": LoggedAudit(f"sqlite:///{directory}/audit.db", dataset, blob, directory / "sqlite"),
+        }
+        plain, logged = [], {backend: [] for backend in audits}
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            run_audit(dataset, config)
+            plain.append(time.perf_counter() - started)
+            for backend, audit in audits.items():
+                logged[backend].append(audit.run(config))
+        for audit in audits.values():
+            audit.engine.dispose()
+    baseline = min(plain)
+    report = {}
+    for backend, runs in logged.items():
+        wall = min(wall for wall, _ in runs)
+        writes = statistics.median(write / wall for wall, write in runs)
+        report[backend] = {"plain": baseline, "job": wall, "write_share": writes, "samples": len(dataset)}
+    return report
+
+
+def topk_latency(backend: str, server: str, num_samples: int, epochs: int, repeats: int) -> dict[str, float]:
+    """Milliseconds of the top-100 suspects: the store query and the results service's page."""
+    with scratch_database(backend, server) as url, tempfile.TemporaryDirectory() as data_dir:
+        upgrade_database(url)
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+        job_id = create_job(engine)
+        with sessions() as session:
+            version_id = session.get(AuditJob, job_id).dataset_version_id
+        store_samples(engine, version_id, num_samples)
+        for epoch in range(1, epochs + 1):
+            with session_scope(sessions) as session:
+                write_epoch(session, job_id, synthetic_epoch(num_samples, epoch=epoch, seed=epoch))
+        score = np.random.default_rng(0).random(num_samples).astype(np.float32)
+        rank = np.empty(num_samples, dtype=np.int64)
+        rank[np.argsort(-score)] = np.arange(1, num_samples + 1)
+        with session_scope(sessions) as session:
+            write_scores(session, job_id, {"w_alpha": score}, score, rank)
+        with sessions() as session:
+            job = session.get(AuditJob, job_id)
+            latency = {
+                "store": median_ms(lambda: top_suspects(session, job_id, limit=100), repeats),
+                "service": median_ms(lambda: results.suspects_page(session, job, Path(data_dir), limit=100), repeats),
+            }
+        engine.dispose()
+    return latency
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--audit", default="digits", help="a built-in dataset or a file for the real audit")
+    parser.add_argument("--audit-limit", type=int, help="audit a stratified subset of this many samples")
+    parser.add_argument("--audit-epochs", type=int, default=10)
+    parser.add_argument("--topk-samples", type=int, default=1_000_000)
+    parser.add_argument("--topk-epochs", type=int, default=3)
+    parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+
+    table: list[tuple[str, dict[str, str]]] = []
+    for num_rows in args.rows:
+        speeds = {b: writer_rows_per_second(b, args.postgres, num_rows, args.repeats) for b in BACKENDS}
+        table.append((f"write_epoch, {num_rows:,} rows: rows/s", {b: f"{s[0]:,.0f}" for b, s in speeds.items()}))
+        table.append((f"  rewrite (redelivered epoch): rows/s", {b: f"{s[1]:,.0f}" for b, s in speeds.items()}))
+
+    with tempfile.TemporaryDirectory() as directory:
+        audit = audit_overhead(args, Path(directory))
+    samples = next(iter(audit.values()))["samples"]
+    name = f"{args.audit} ({samples:,} samples, {args.audit_epochs} epochs)"
+    table.append((f"audit {name}: run_audit alone, s", {b: f"{r['plain']:.1f}" for b, r in audit.items()}))
+    table.append(("  execute_job (worker path), s", {b: f"{r['job']:.1f}" for b, r in audit.items()}))
+    table.append(("  worker path / run_audit", {b: f"{r['job'] / r['plain']:.3f}" for b, r in audit.items()}))
+    table.append(("  dynamics writes / job wall time", {b: f"{100 * r['write_share']:.2f}%" for b, r in audit.items()}))
+
+    topk = {b: topk_latency(b, args.postgres, args.topk_samples, args.topk_epochs, 20) for b in BACKENDS}
+    label = f"top-100 suspects, {args.topk_samples:,}-sample job: store, ms"
+    table.append((label, {b: f"{t['store']:.1f}" for b, t in topk.items()}))
+    table.append(("  results service (the endpoint's call), ms", {b: f"{t['service']:.1f}" for b, t in topk.items()}))
+
+    width = max(len(label) for label, _ in table)
+    print(f"\n{args.repeats} runs each: rows/s and write shares are medians, audit times the best run; "
+          f"top-100: median of 20 warm reads\n")
+    print(f"| {'':<{width}} | {'postgresql':>12} | {'sqlite':>12} |")
+    print(f"|{'-' * (width + 2)}|{'-' * 14}|{'-' * 14}|")
+    for label, values in table:
+        print(f"| {label:<{width}} | {values['postgresql']:>12} | {values['sqlite']:>12} |")
+
+
+if __name__ == "__main__":
+    main()

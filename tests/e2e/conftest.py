@@ -1,0 +1,157 @@
+"""The service as it runs: a uvicorn server, Celery worker and beat subprocesses (the command lines
+of `lilaw-audit up`), on (a) a SQLite database with the SQLAlchemy broker and (b) Postgres with
+Redis. Each test gets its own database, broker queue and data dir.
+
+Postgres and Redis come from LILAW_TEST_POSTGRES_URL and LILAW_TEST_REDIS_URL (defaults: the
+local servers, Redis database 15). Without them the (b) cases skip, except under CI=true, where
+they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from core.settings import Settings
+from core.store.db import database_url, make_engine
+from worker.celery_app import declare_queues
+from worker.cli import free_port, service_commands
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+HEARTBEAT_TIMEOUT_S = 6
+STARTUP_TIMEOUT_S = 120
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is unreachable under CI: {error}")
+    pytest.skip(f"{what} is unreachable: {error}")
+
+
+@dataclass
+class Service:
+    """The running service of one test: its URL, API key, database and processes."""
+
+    url: str
+    database_url: str
+    commands: dict[str, list[str]]
+    env: dict[str, str]
+    log_dir: Path
+    api_key: str = ""
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str, command: str | None = None) -> None:
+        """Start the process `name` running `command`'s command line (by default its own)."""
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            self.commands[command or name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process and its children, as a crashed host would."""
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.kill(name)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30)
+
+    def engine(self) -> Engine:
+        return make_engine(self.database_url)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture(params=["sqlite", "postgres-redis"])
+def backend_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, broker URL) of a new database and broker of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lilaw.sqlite'}", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+        return
+    broker = os.environ.get("LILAW_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    try:
+        redis.Redis.from_url(broker).ping()
+    except redis.RedisError as error:
+        _unavailable("Redis", error)
+    server = create_engine(
+        database_url(os.environ.get("LILAW_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)), isolation_level="AUTOCOMMIT"
+    )
+    name = f"lilaw_e2e_{uuid.uuid4().hex[:12]}"
+    try:
+        with server.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+    except OperationalError as error:
+        _unavailable("Postgres", error)
+    yield server.url.set(database=name).render_as_string(hide_password=False), broker
+    with server.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    server.dispose()
+
+
+@pytest.fixture
+def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
+    """API, worker and beat running on a fresh database and broker queue, with an API key."""
+    db_url, broker_url = backend_urls
+    values = {
+        "data_dir": tmp_path / "data",
+        "audit_queue": f"audit-{uuid.uuid4().hex[:8]}",
+        "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+        "job_soft_time_limit_s": 900,
+    }
+    urls = {"LILAW_DATABASE_URL": db_url, "LILAW_BROKER_URL": broker_url}
+    settings = Settings(**values, **urls)
+    env = {**os.environ, **urls, **{f"LILAW_{name.upper()}": str(value) for name, value in values.items()}}
+    declare_queues(settings)
+    port = free_port()
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    service = Service(
+        url=f"http://127.0.0.1:{port}", database_url=db_url, env=env, log_dir=log_dir,
+        commands=service_commands(settings, "127.0.0.1", port),
+    )  # fmt: skip
+    created = subprocess.run(
+        [sys.executable, "-m", "api.cli", "create-key", "--owner", "e2e"], env=env, capture_output=True, text=True
+    )
+    assert created.returncode == 0, created.stderr
+    service.api_key = created.stdout.strip()
+    for name in ("api", "worker", "beat"):
+        service.start(name)
+    try:
+        _wait_until_healthy(service)
+        yield service
+    finally:
+        service.stop()
+    print(service.logs())
+
+
+def _wait_until_healthy(service: Service) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{service.url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise AssertionError(f"the API did not start:\n{service.logs()}")

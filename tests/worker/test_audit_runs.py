@@ -1,0 +1,223 @@
+"""execute_job and the reaper on real databases with real (tiny) audits of a digits subset, no broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select, update
+
+from core.audit import AuditConfig, run_audit
+from core.services.audit_runs import (
+    CHECKPOINT_FILE,
+    MAX_ATTEMPTS,
+    execute_job,
+    read_job_labels,
+    reap_stuck_jobs,
+)
+from core.store import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint, SampleEpoch, SampleScore, session_scope
+from core.store.models import utcnow
+
+
+def load_job(sessions, job_id) -> AuditJob:
+    with sessions() as session:
+        return session.get(AuditJob, job_id)
+
+
+def rows_per_epoch(sessions, job_id) -> dict[int, tuple[int, int]]:
+    """epoch -> (rows, distinct sample indexes)."""
+    with sessions() as session:
+        return {
+            epoch: (rows, distinct)
+            for epoch, rows, distinct in session.execute(
+                select(SampleEpoch.epoch, func.count(), func.count(SampleEpoch.sample_index.distinct()))
+                .where(SampleEpoch.job_id == job_id)
+                .group_by(SampleEpoch.epoch)
+            )
+        }
+
+
+def wait_for(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_job_stores_every_epoch_its_scores_metrics_model_and_injected_labels(sessions, settings, make_job, n):
+    job_id = make_job(inject_noise="uniform:0.3")
+
+    assert execute_job(sessions, job_id, settings) is JobStatus.SUCCEEDED
+
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.SUCCEEDED and job.error is None
+    assert job.started_at <= job.finished_at and job.heartbeat_at is not None
+    assert (job.epoch, job.total_epochs, job.step) == (3, 3, job.total_steps)
+    assert rows_per_epoch(sessions, job_id) == {epoch: (n, n) for epoch in (1, 2, 3)}
+    with sessions() as session:
+        ranks = session.scalars(select(SampleScore.rank).where(SampleScore.job_id == job_id)).all()
+        metric_scores = set(session.scalars(select(JobMetric.score).where(JobMetric.job_id == job_id)))
+        trajectory_epochs = set(
+            session.scalars(select(LilawTrajectoryPoint.epoch).where(LilawTrajectoryPoint.job_id == job_id))
+        )
+    assert sorted(ranks) == list(range(1, n + 1))
+    assert {"w_alpha", "aum", "loss"} <= metric_scores
+    assert trajectory_epochs == {1, 2, 3}
+
+    summary = job.result
+    assert summary["attempts"] == 1 and summary["num_samples"] == n
+    assert summary["num_known_mislabeled"] == round(0.3 * n) and summary["noise"] == "uniform:0.3"
+    assert {"model", "device", "default_score", "timings"} <= set(summary)
+
+    labels = read_job_labels(settings.data_dir / job.result_paths["labels"])
+    assert labels.is_mislabeled.sum() == round(0.3 * n)
+    assert np.array_equal(labels.labels != labels.true_labels, labels.is_mislabeled)
+    state = torch.load(settings.data_dir / job.result_paths["model"], weights_only=True)
+    assert all(isinstance(tensor, torch.Tensor) for tensor in state.values())
+    assert not (settings.job_dir / str(job_id) / CHECKPOINT_FILE).exists()
+
+
+def test_finished_and_live_jobs_are_left_alone(sessions, settings, make_job):
+    finished, live = make_job(), make_job()
+    with session_scope(sessions) as session:
+        session.get(AuditJob, finished).status = JobStatus.CANCELLED
+        job = session.get(AuditJob, live)
+        job.status, job.celery_task_id, job.heartbeat_at = JobStatus.RUNNING, "other-worker", utcnow()
+
+    assert execute_job(sessions, finished, settings) is JobStatus.CANCELLED
+    assert execute_job(sessions, live, settings) is JobStatus.RUNNING
+    assert execute_job(sessions, 10**6, settings) is None
+    assert load_job(sessions, live).celery_task_id == "other-worker"
+    assert rows_per_epoch(sessions, finished) == rows_per_epoch(sessions, live) == {}
+
+
+def test_an_expected_failure_records_its_message(sessions, settings, make_job, tmp_path):
+    job_id = make_job(blob_uri=str(tmp_path / "gone.npz"))
+
+    assert execute_job(sessions, job_id, settings) is JobStatus.FAILED
+
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.FAILED and job.finished_at is not None
+    assert "gone.npz does not exist" in job.error
+
+
+def test_an_unexpected_failure_records_type_and_message_and_propagates(sessions, settings, make_job):
+    job_id = make_job(config={"epochs": "three"})
+
+    with pytest.raises(TypeError):
+        execute_job(sessions, job_id, settings)
+
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.FAILED and job.error.startswith("TypeError: ")
+
+
+def test_a_job_cancelled_while_it_trains_ends_cancelled(sessions, settings, make_job):
+    job_id = make_job(epochs=50)
+    outcome = []
+    runner = threading.Thread(target=lambda: outcome.append(execute_job(sessions, job_id, settings)))
+    runner.start()
+    wait_for(lambda: rows_per_epoch(sessions, job_id), what="the first epoch")
+    with session_scope(sessions) as session:
+        session.execute(update(AuditJob).where(AuditJob.id == job_id).values(status=JobStatus.CANCELLED))
+    runner.join(timeout=60)
+
+    assert outcome == [JobStatus.CANCELLED]
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.CANCELLED and job.finished_at is not None and job.error is None
+    assert len(rows_per_epoch(sessions, job_id)) < 50
+    with sessions() as session:
+        assert session.scalar(select(func.count()).where(SampleScore.job_id == job_id)) == 0
+    assert not (settings.job_dir / str(job_id) / CHECKPOINT_FILE).exists()
+
+
+def test_a_killed_execution_is_resumed_from_its_checkpoint_by_the_redelivered_task(
+    sessions, settings, make_job, db_url, n
+):
+    job_id = make_job(epochs=4, inject_noise="uniform:0.3")
+    checkpoint = settings.job_dir / str(job_id) / CHECKPOINT_FILE
+    code = (
+        "import sys; from core.settings import Settings; from core.services.audit_runs import execute_job;"
+        "from core.store import make_engine, make_session_factory;"
+        "sessions = make_session_factory(make_engine(sys.argv[1], sqlite_begin='IMMEDIATE'));"
+        "execute_job(sessions, int(sys.argv[2]), Settings(data_dir=sys.argv[3]), task_id='task-1')"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code, db_url, str(job_id), str(settings.data_dir)])
+    try:
+        wait_for(lambda: checkpoint.exists() or worker.poll() is not None, timeout=120, what="a checkpoint")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+    done = torch.load(checkpoint, weights_only=True)["epoch"]
+    assert 1 <= done < 4
+    labels_before = read_job_labels(settings.job_dir / str(job_id) / "labels.npz")
+    # Mark the rows of the checkpointed epochs: a resumed run must not write them again.
+    with session_scope(sessions) as session:
+        checkpointed = (SampleEpoch.job_id == job_id) & (SampleEpoch.epoch <= done)
+        session.execute(update(SampleEpoch).where(checkpointed).values(w_alpha=-1.0))
+
+    assert execute_job(sessions, job_id, settings, task_id="task-1") is JobStatus.SUCCEEDED
+
+    assert rows_per_epoch(sessions, job_id) == {epoch: (n, n) for epoch in range(1, 5)}
+    with sessions() as session:
+        marked_rows = (SampleEpoch.job_id == job_id) & (SampleEpoch.w_alpha == -1.0)
+        marked = set(session.scalars(select(SampleEpoch.epoch).distinct().where(marked_rows)))
+    assert marked == set(range(1, done + 1))
+    job = load_job(sessions, job_id)
+    assert job.result["attempts"] == 2
+    labels_after = read_job_labels(settings.data_dir / job.result_paths["labels"])
+    assert np.array_equal(labels_before.labels, labels_after.labels)
+
+
+def test_the_reaper_requeues_stale_jobs_and_fails_them_after_the_last_attempt(sessions, settings, make_job):
+    stale, exhausted, alive = make_job(), make_job(), make_job()
+    long_ago = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s + 1)
+    with session_scope(sessions) as session:
+        states = ((stale, long_ago, 1), (exhausted, long_ago, MAX_ATTEMPTS), (alive, utcnow(), 1))
+        for job_id, heartbeat, attempts in states:
+            job = session.get(AuditJob, job_id)
+            job.status, job.heartbeat_at, job.result = JobStatus.RUNNING, heartbeat, {"attempts": attempts}
+    sent = []
+
+    reaped = reap_stuck_jobs(sessions, settings, requeue=sent.append)
+
+    assert reaped == {"requeued": [stale], "failed": [exhausted]} and sent == [stale]
+    assert load_job(sessions, stale).status is JobStatus.QUEUED
+    assert load_job(sessions, alive).status is JobStatus.RUNNING
+    failed = load_job(sessions, exhausted)
+    assert failed.status is JobStatus.FAILED and "stopped responding" in failed.error
+    assert reap_stuck_jobs(sessions, settings, requeue=sent.append) == {"requeued": [], "failed": []}
+
+
+def test_a_requeued_job_is_claimed_again_and_completes(sessions, settings, make_job, n):
+    job_id = make_job()
+    with session_scope(sessions) as session:
+        job = session.get(AuditJob, job_id)
+        job.status, job.celery_task_id = JobStatus.RUNNING, "dead-worker"
+        job.heartbeat_at = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s + 1)
+    requeued = []
+    reap_stuck_jobs(sessions, settings, requeue=requeued.append)
+
+    assert execute_job(sessions, requeued[0], settings) is JobStatus.SUCCEEDED
+    assert rows_per_epoch(sessions, job_id) == {epoch: (n, n) for epoch in (1, 2, 3)}
+
+
+def test_a_job_whose_every_epoch_was_checkpointed_only_stores_its_results(sessions, settings, make_job, digits, n):
+    job_id = make_job()
+    with sessions() as session:
+        config = AuditConfig.from_dict(session.get(AuditJob, job_id).config)
+    run_audit(digits, config, checkpoint_path=settings.job_dir / str(job_id) / CHECKPOINT_FILE)
+
+    assert execute_job(sessions, job_id, settings) is JobStatus.SUCCEEDED
+
+    with sessions() as session:
+        assert session.scalar(select(func.count()).where(SampleScore.job_id == job_id)) == n
+    assert rows_per_epoch(sessions, job_id) == {}  # stored by the execution that checkpointed them

@@ -1,0 +1,39 @@
+"""The worker's tasks: each takes an id, calls one service function and returns what it said."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Task
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.services import audit_runs
+from core.settings import get_settings
+from core.store import make_engine, make_session_factory
+from worker.celery_app import AUDIT_TASK, REAP_TASK, app
+
+
+@lru_cache
+def job_sessions() -> sessionmaker[Session]:
+    """This process's sessions (created on first use, so after the pool forks). On SQLite every
+    transaction takes the write lock at BEGIN: the worker reads and then writes rows that the
+    API and the heartbeat thread write too."""
+    engine = make_engine(get_settings().resolved_database_url, sqlite_begin="IMMEDIATE")
+    return make_session_factory(engine)
+
+
+class AuditTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """Whatever escaped the service (a time limit, a lost database) marks the job failed."""
+        message = audit_runs.failure_message(exc)
+        audit_runs.mark_failed(job_sessions(), args[0], message, get_settings(), task_id=task_id)
+
+
+@app.task(bind=True, base=AuditTask, name=AUDIT_TASK)
+def audit(self: AuditTask, job_id: int) -> str | None:
+    return audit_runs.execute_job(job_sessions(), job_id, get_settings(), task_id=self.request.id)
+
+
+@app.task(name=REAP_TASK)
+def reap_stuck_jobs() -> dict[str, list[int]]:
+    return audit_runs.reap_stuck_jobs(job_sessions(), get_settings(), requeue=audit.delay)
