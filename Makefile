@@ -14,7 +14,7 @@ $(BIN)/lilaw-audit: pyproject.toml
 install: $(BIN)/lilaw-audit
 
 demo: install
-	$(BIN)/lilaw-audit audit digits --inject-noise uniform:0.3 --epochs 15 --batch-size 64 --out runs/demo
+	$(BIN)/lilaw-audit demo
 
 test: install
 	$(BIN)/pytest -q

@@ -25,10 +25,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     max_decoded_pixels: int = 2_000_000_000
     audit_queue: str = "audit"
-    # A job longer than this is stopped (soft limit; the hard limit is 1.2x). The broker's
+    # A job longer than this is stopped (soft limit; the hard limit is 1.2x). On Redis the
     # visibility timeout is set above the hard limit, so a running job is never redelivered.
     job_soft_time_limit_s: int = 24 * 3600
-    heartbeat_timeout_s: int = 600  # a running job silent for this long is marked failed by the reaper
+    # A running job silent for this long is re-queued by the reaper (worker.tasks), and failed
+    # after its last allowed attempt.
+    heartbeat_timeout_s: int = 600
 
     @property
     def resolved_database_url(self) -> str:
