@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from api.errors import register_error_handlers
 from api.queue import AuditQueue
-from api.routes import datasets, jobs, results
+from api.routes import datasets, jobs, results, review
+from api.web import pages
 from core.settings import Settings, get_settings
 from core.store.db import make_engine, make_session_factory, upgrade_database
 from worker.celery_app import make_celery
@@ -20,7 +22,8 @@ DESCRIPTION = """Find mislabeled samples with LiLAW (Lightweight Learnable Adapt
 Upload a dataset, submit an audit job, follow its progress, then read the ranked suspects and
 the detection metrics against the known flags. Every score is oriented so that higher means
 more suspicious. Authenticate with an API key (`lilaw-audit create-key --owner NAME`) sent as
-`Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Annotation teams review the suspects in the
+pages under `/ui` (log in with a key at `/ui/login`)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,8 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="LiLAW Audit", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     register_error_handlers(app)
-    for router in (datasets.router, jobs.router, results.router):
+    for router in (datasets.router, jobs.router, results.router, review.router, pages.router):
         app.include_router(router)
+    app.mount("/ui/static", pages.static_files, name="static")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui", status_code=303)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -62,6 +62,7 @@ def _register_create_key(commands: argparse._SubParsersAction) -> None:
         "create-key", help="create an API key for an owner (run where the service's database is)"
     )
     command.add_argument("--owner", required=True, help="owner name; created if missing")
+    command.add_argument("--reviewer", help="who uses the key, to tell an owner's reviewers apart (default: the owner)")
     command.set_defaults(handler=create_key_command)
 
 
@@ -72,10 +73,11 @@ def create_key_command(args: argparse.Namespace) -> int:
     engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
     try:
         with session_scope(make_session_factory(engine)) as session:
-            key = create_api_key(session, args.owner)
+            key = create_api_key(session, args.owner, reviewer=args.reviewer)
     finally:
         engine.dispose()
-    print(f"API key for {args.owner!r}; it is shown only now:", file=sys.stderr)
+    holder = repr(args.owner) if args.reviewer is None else f"{args.owner!r}, reviewer {args.reviewer!r}"
+    print(f"API key for {holder}; it is shown only now:", file=sys.stderr)
     print(key)
     return 0
 

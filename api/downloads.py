@@ -1,9 +1,10 @@
-"""A job's score table streamed as CSV or Parquet, one chunk of rows at a time."""
+"""Tables streamed as CSV, Parquet or a JSON array, one chunk of rows at a time."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
@@ -21,6 +22,17 @@ def csv_bytes(columns: list[str], chunks: Iterable[list[dict]]) -> Iterator[byte
         writer.writerows(chunk)
         yield _drain_text(buffer)
     yield _drain_text(buffer)
+
+
+def json_array_bytes(chunks: Iterable[list[dict]]) -> Iterator[bytes]:
+    """One JSON array, the objects of each chunk sent together."""
+    yield b"["
+    separator = b""
+    for chunk in chunks:
+        if chunk:
+            yield separator + ",\n".join(json.dumps(item, separators=(",", ":")) for item in chunk).encode()
+            separator = b",\n"
+    yield b"]\n"
 
 
 def parquet_bytes(columns: list[str], chunks: Iterable[list[dict]]) -> Iterator[bytes]:

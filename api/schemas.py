@@ -5,6 +5,7 @@ Every score is oriented higher = more suspicious; `orientation` fields say what 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,8 +16,11 @@ from core.dataset import Modality
 from core.dynamics import SPLIT_NAMES
 from core.lilaw import LilawConfig
 from core.scores import ORIENTATION, SCORE_NAMES
-from core.services.results import RankedSuspect, SampleHistory, SuspectPage
+from core.services.decisions import SampleDecisions
+from core.services.results import DetectionCharts, RankedSuspect, SampleHistory, SuspectPage
+from core.services.reviews import QueueItem, ReviewProgress, ReviewQueue
 from core.store.models import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint
+from core.verdicts import Verdict
 
 SplitName = Literal["train", "val"]
 
@@ -350,3 +354,192 @@ class JobMetricsPublic(BaseModel):
         order = {name: i for i, name in enumerate(SCORE_NAMES)}
         scores = sorted(by_score.values(), key=lambda entry: (order.get(entry.score, len(order)), entry.score))
         return cls(job_id=job_id, default_score=default_score, scores=scores)
+
+
+class HistogramPublic(BaseModel):
+    edges: list[float] = Field(description="bins + 1 bin edges")
+    counts: dict[str, list[int]] = Field(description="counts per bin of the mislabeled, clean and unknown samples")
+
+
+class CurvesPublic(BaseModel):
+    auroc: float
+    auprc_mislabeled: float
+    fpr: list[float]
+    tpr: list[float]
+    recall: list[float] = Field(description="precision-recall curve, mislabeled = positive")
+    precision: list[float]
+
+
+class DetectionChartsPublic(BaseModel):
+    job_id: int
+    score: str = Field(description="the default score, whose raw quantity the histogram shows")
+    suspicious_when: Literal["low", "high"]
+    flags_source: str = Field(description="where the known flags come from")
+    num_known: int
+    num_mislabeled: int
+    histogram: HistogramPublic
+    curves: dict[str, CurvesPublic] = Field(description="by score; empty until both classes are known")
+
+    @classmethod
+    def from_charts(cls, job_id: int, charts: DetectionCharts) -> DetectionChartsPublic:
+        return cls(job_id=job_id, **asdict(charts))
+
+
+# ---------------------------------------------------------------- review
+
+
+class DecisionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sample_index: int = Field(ge=0)
+    verdict: Verdict = Field(description="keep the label, relabel it, or remove the sample (ambiguous)")
+    label: str | None = Field(None, description="relabel only: the new label")
+
+
+class DecisionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    dataset_id: int
+    sample_id: str
+    job_id: int | None = Field(description="the job it was made in")
+    reviewer: str
+    verdict: Verdict
+    given_label: str = Field(description="the label it judged")
+    label: str | None = Field(description="the new label of a relabel decision")
+    created_at: datetime
+    undone_at: datetime | None
+
+
+class SampleDecisionsPublic(BaseModel):
+    sample_index: int
+    sample_id: str
+    label: str = Field(description="the job's label of the sample")
+    is_mislabeled: bool | None = Field(description="the reviewers' flag, where they agree")
+    outcome: str | None = Field(description="the label they agree on, or '(removed)'; null when they conflict")
+    conflict: bool
+    known_mislabeled: bool | None = Field(description="the job's flag apart from decisions: injected, else uploaded")
+    agrees: bool | None = Field(description="is_mislabeled == known_mislabeled, when both are known")
+    decisions: list[DecisionPublic] = Field(description="each reviewer's decision that counts, oldest first")
+
+    @classmethod
+    def from_review(cls, review: SampleDecisions) -> SampleDecisionsPublic:
+        return cls(
+            sample_index=review.sample_index,
+            sample_id=review.sample_id,
+            label=review.label,
+            is_mislabeled=review.flag,
+            outcome=review.outcome,
+            conflict=review.conflict,
+            known_mislabeled=review.reference_flag,
+            agrees=review.agrees,
+            decisions=[DecisionPublic.model_validate(decision) for decision in review.decisions],
+        )
+
+
+class DecisionSummaryPublic(BaseModel):
+    decided: int = Field(description="samples with a decision that applies to the job's label")
+    mislabeled: int
+    clean: int
+    conflicts: int
+    compared: int = Field(description="decided samples whose known flag (injected or uploaded) is known")
+    agreeing: int
+    agreement: float | None = Field(description="agreeing / compared")
+
+
+class JobDecisionsPublic(BaseModel):
+    job_id: int
+    summary: DecisionSummaryPublic
+    samples: list[SampleDecisionsPublic]
+
+    @classmethod
+    def from_reviews(cls, job_id: int, reviews: list[SampleDecisions]) -> JobDecisionsPublic:
+        decided = [review for review in reviews if review.applicable]
+        compared = [review.agrees for review in decided if review.agrees is not None]
+        return cls(
+            job_id=job_id,
+            summary=DecisionSummaryPublic(
+                decided=len(decided),
+                mislabeled=sum(review.flag is True for review in decided),
+                clean=sum(review.flag is False for review in decided),
+                conflicts=sum(review.conflict for review in decided),
+                compared=len(compared),
+                agreeing=sum(compared),
+                agreement=sum(compared) / len(compared) if compared else None,
+            ),
+            samples=[SampleDecisionsPublic.from_review(review) for review in reviews],
+        )
+
+
+class ClassProbabilityPublic(BaseModel):
+    label: str
+    probability: float
+
+
+class WeightHistoryPublic(BaseModel):
+    epoch: list[int]
+    w_alpha: list[float | None]
+    w_beta: list[float | None]
+    w_delta: list[float | None]
+
+
+class QueueItemPublic(BaseModel):
+    rank: int
+    sample_index: int
+    sample_id: str
+    label: str = Field(description="the job's label of the sample")
+    split: SplitName | None
+    score: float = Field(description="the default score, higher = more suspicious")
+    top_classes: list[ClassProbabilityPublic] = Field(description="the trained model's most probable classes")
+    weights: WeightHistoryPublic | None = Field(description="W_alpha, W_beta, W_delta at every stored epoch")
+    values: list | None = Field(description="a row's first values, or a series per channel; null for images")
+    thumbnail_url: str | None = Field(description="images: a PNG thumbnail")
+    review: SampleDecisionsPublic | None
+
+    @classmethod
+    def from_item(cls, job_id: int, item: QueueItem, class_names: list[str], modality: str) -> QueueItemPublic:
+        suspect = item.suspect.suspect
+        thumbnail = f"/jobs/{job_id}/samples/{suspect.sample_index}/thumbnail.png"
+        return cls(
+            rank=suspect.rank,
+            sample_index=suspect.sample_index,
+            sample_id=suspect.sample_id,
+            label=class_names[suspect.label],
+            split=None if suspect.split is None else SPLIT_NAMES[suspect.split],
+            score=suspect.default_score,
+            top_classes=[
+                ClassProbabilityPublic(label=class_names[index], probability=p) for index, p in item.top_classes
+            ],
+            weights=None if item.weights is None else WeightHistoryPublic(**item.weights),
+            values=item.values,
+            thumbnail_url=thumbnail if modality == "image" else None,
+            review=None if item.review is None else SampleDecisionsPublic.from_review(item.review),
+        )
+
+
+class ReviewProgressPublic(BaseModel):
+    total: int = Field(description="samples passing the filters (review status aside)")
+    decided: int
+    remaining: int
+    conflicts: int
+
+    @classmethod
+    def from_progress(cls, progress: ReviewProgress) -> ReviewProgressPublic:
+        return cls(
+            total=progress.total, decided=progress.decided, remaining=progress.remaining, conflicts=progress.conflicts
+        )
+
+
+class ReviewQueuePublic(BaseModel):
+    items: list[QueueItemPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+    progress: ReviewProgressPublic | None = Field(description="on the first page (without a cursor)")
+
+    @classmethod
+    def from_queue(cls, job: AuditJob, queue: ReviewQueue) -> ReviewQueuePublic:
+        names, modality = job.dataset_version.class_names, job.dataset_version.modality
+        return cls(
+            items=[QueueItemPublic.from_item(job.id, item, names, modality) for item in queue.items],
+            next_cursor=queue.next_cursor,
+            progress=None if queue.progress is None else ReviewProgressPublic.from_progress(queue.progress),
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from core.scores import check_labels, check_probs, rank_scores
 
@@ -76,6 +76,46 @@ def detection_report(
         values, checked = _check_score_and_flags(score, subset)
         report[name] = _compute_detection(values, checked, ks, k_fractions)
     return report
+
+
+def detection_curves(score: np.ndarray, is_mislabeled: np.ndarray, max_points: int = 200) -> dict | None:
+    """The ROC curve (`fpr`, `tpr`) and the precision-recall curve with mislabeled = positive
+    (`recall`, `precision`) of `score` against `is_mislabeled`, each at most `max_points` points
+    (evenly thinned, ends kept), with `auroc` and `auprc_mislabeled`. None when the flags hold a
+    single class (the curves are undefined). NaN scores count as the least suspicious."""
+    values, flags = _check_score_and_flags(score, is_mislabeled)
+    if max_points < 2:
+        raise ValueError(f"max_points must be >= 2, got {max_points}")
+    if flags.all() or not flags.any():
+        return None
+    ordinal = _finite_ordinal(values) if values.dtype.kind == "f" and not np.isfinite(values).all() else values
+    fpr, tpr, _ = roc_curve(flags, ordinal)
+    precision, recall, _ = precision_recall_curve(flags, ordinal)
+    roc_points, pr_points = _thinned(len(fpr), max_points), _thinned(len(recall), max_points)
+    return {
+        "auroc": float(roc_auc_score(flags, ordinal)),
+        "auprc_mislabeled": float(average_precision_score(flags, ordinal)),
+        "fpr": fpr[roc_points].tolist(),
+        "tpr": tpr[roc_points].tolist(),
+        "recall": recall[pr_points].tolist(),
+        "precision": precision[pr_points].tolist(),
+    }
+
+
+def score_histogram(score: np.ndarray, is_mislabeled: np.ndarray, known: np.ndarray, bins: int = 40) -> dict:
+    """Counts of finite `score` values in `bins` equal bins (`edges`: bins + 1 values), apart for
+    samples known mislabeled, known clean and not known (`known` False)."""
+    values = np.asarray(score, dtype=np.float64)
+    flags, known = np.asarray(is_mislabeled, dtype=bool), np.asarray(known, dtype=bool)
+    if not values.shape == flags.shape == known.shape or values.ndim != 1:
+        raise ValueError("score, is_mislabeled and known must be 1-D arrays of one length")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    finite = np.isfinite(values)
+    edges = np.histogram_bin_edges(values[finite], bins=bins) if finite.any() else np.linspace(0, 1, bins + 1)
+    groups = {"mislabeled": known & flags, "clean": known & ~flags, "unknown": ~known}
+    counts = {name: np.histogram(values[finite & group], bins=edges)[0].tolist() for name, group in groups.items()}
+    return {"edges": edges.tolist(), "counts": counts}
 
 
 def classifier_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -187,6 +227,10 @@ def _finite_ordinal(score: np.ndarray) -> np.ndarray:
     ordinal = inverse.astype(np.float64) + 1.0
     ordinal[np.isnan(score)] = 0.0
     return ordinal
+
+
+def _thinned(length: int, max_points: int) -> np.ndarray:
+    return np.unique(np.linspace(0, length - 1, min(length, max_points)).round().astype(int))
 
 
 def _compute_classifier(probs: np.ndarray, labels: np.ndarray) -> dict:

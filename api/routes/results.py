@@ -1,5 +1,5 @@
 """A job's results: ranked suspects, one sample's dynamics, detection metrics (and their
-recomputation against the current known flags), the score table and the trained model."""
+recomputation against the current known flags) and charts, the score table and the trained model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.downloads import csv_bytes, parquet_bytes
-from api.schemas import ErrorPublic, JobMetricsPublic, SampleDynamicsPublic, SplitName, SuspectPagePublic
+from api.schemas import (
+    DetectionChartsPublic,
+    ErrorPublic,
+    JobMetricsPublic,
+    SampleDynamicsPublic,
+    SplitName,
+    SuspectPagePublic,
+)
 from core.dynamics import SPLIT_NAMES
 from core.services import InvalidParameterError, jobs, results
 from core.settings import Settings
@@ -44,6 +51,7 @@ def list_suspects(
     split: SplitName | None = None,
     score: Annotated[str | None, Query(description="order by this aggregated score instead of the stored rank")] = None,
     epoch: Annotated[int | None, Query(ge=1, description="order by this epoch's score")] = None,
+    min_score: Annotated[float | None, Query(description="only samples whose ordering score is at least this")] = None,
 ) -> SuspectPagePublic:
     """Suspected mislabels, most suspicious first (every score is higher = more suspicious)."""
     job = jobs.get_job(session, owner.id, job_id)
@@ -56,9 +64,10 @@ def list_suspects(
         cursor=cursor,
         score=score,
         epoch=epoch,
-        label=_class_index(label, class_names),
-        predicted=_class_index(predicted, class_names),
+        label=class_index(label, class_names),
+        predicted=class_index(predicted, class_names),
         split=None if split is None else SPLIT_CODES[split],
+        min_score=min_score,
     )
     return SuspectPagePublic.from_page(page, class_names)
 
@@ -74,11 +83,30 @@ def get_sample_dynamics(
 
 
 @router.get("/metrics")
-def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep) -> JobMetricsPublic:
+def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
     """AUROC, AUPRC (mislabeled and clean as positive) and precision/recall@k of every score
-    against the known flags, aggregated and per epoch."""
+    against the known flags, aggregated and per epoch; recomputed first when reviewers' decisions
+    changed the known flags since."""
     job = jobs.get_job(session, owner.id, job_id)
-    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), results.job_metrics(session, job.id))
+    metrics = results.current_metrics(session, job, settings.data_dir)
+    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), metrics)
+
+
+@router.get("/charts", responses={409: {"model": ErrorPublic, "description": "the job has no scores yet"}})
+def get_charts(
+    job_id: int,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    bins: Annotated[int, Query(ge=1, le=200)] = 40,
+    max_points: Annotated[int, Query(ge=2, le=2000, description="points per curve")] = 200,
+) -> DetectionChartsPublic:
+    """What the job page draws: the histogram of the default score's raw quantity for known
+    mislabeled, known clean and unknown samples, and every score's ROC and precision-recall
+    curves against the known flags."""
+    job = jobs.get_job(session, owner.id, job_id)
+    charts = results.detection_charts(session, job, settings.data_dir, bins=bins, max_points=max_points)
+    return DetectionChartsPublic.from_charts(job.id, charts)
 
 
 @router.post(
@@ -135,7 +163,7 @@ def download_model(job_id: int, owner: CurrentOwner, session: SessionDep, settin
     return FileResponse(path, filename=f"job-{job.id}-model{path.suffix}", media_type="application/octet-stream")
 
 
-def _class_index(name: str | None, class_names: list[str]) -> int | None:
+def class_index(name: str | None, class_names: list[str]) -> int | None:
     if name is None:
         return None
     if name not in class_names:

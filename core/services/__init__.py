@@ -38,3 +38,9 @@ class InvalidParameterError(AuditError):
     """A request parameter names something that does not exist (a score, an epoch, a label...)."""
 
     status_code = 422
+
+
+class PermissionDeniedError(AuditError):
+    """The caller may see the thing but not change it."""
+
+    status_code = 403

@@ -1,6 +1,7 @@
 """What a finished (or running) job shows: ranked suspects in any score's order, one sample's
-dynamics, detection metrics against the known flags (stored, or recomputed on request), the
-score table for downloads and the trained model's file.
+dynamics, detection metrics against the known flags (stored; recomputed on request, or when
+reviewers' decisions changed the known flags), the score table for downloads and the trained
+model's file.
 
 Scores are oriented higher = more suspicious (`core.scores`). Suspects come in pages ordered by
 the stored rank, by an aggregated score, or by one epoch's score computed from `sample_epochs`;
@@ -15,19 +16,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import ColumnElement, Select, and_, cast, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import DEFAULT_SCORE, detection_summary
 from core.dynamics import FLOAT_FIELDS, SPLIT_NAMES, DynamicsHistory
+from core.metrics import detection_curves, score_histogram
 from core.scores import CLEANLAB_SCORE_NAMES, EPOCH_SCORE_NAMES, ORIENTATION, SCORE_NAMES
-from core.services import ConflictError, InvalidParameterError, NotFoundError
-from core.services.audit_runs import JobLabels, read_job_labels
+from core.services import ConflictError, InvalidParameterError, NotFoundError, decisions
+from core.services.audit_runs import JobLabels
+from core.services.job_files import job_file, job_labels
 from core.store.dynamics_writer import metric_rows, write_metrics
 from core.store.models import AuditJob, JobMetric, JobStatus, Sample, SampleEpoch, SampleScore
 from core.store.queries import Suspect, last_epoch, sample_dynamics, top_suspects
@@ -47,6 +50,10 @@ EPOCH_SCORE_COLUMNS = {
 SCORE_TABLE_CHUNK = 5_000
 
 
+class NoKnownFlagsError(ConflictError):
+    """No sample of the job has a known flag to measure detection against."""
+
+
 @dataclass(frozen=True)
 class RankedSuspect:
     suspect: Suspect
@@ -59,6 +66,17 @@ class SuspectPage:
     next_cursor: str | None
     score: str
     epoch: int | None
+
+
+@dataclass(frozen=True)
+class DetectionCharts:
+    score: str  # the job's default score
+    suspicious_when: str  # "low" or "high": which values of its raw quantity are suspicious
+    flags_source: str
+    num_known: int
+    num_mislabeled: int
+    histogram: dict  # core.metrics.score_histogram of the raw quantity
+    curves: dict[str, dict]  # core.metrics.detection_curves by score; none without both classes
 
 
 @dataclass(frozen=True)
@@ -86,11 +104,15 @@ def suspects_page(
     label: int | None = None,
     predicted: int | None = None,
     split: int | None = None,
+    min_score: float | None = None,
+    only: Collection[int] | None = None,
+    excluding: Collection[int] = (),
 ) -> SuspectPage:
     """One page of the job's suspects, most suspicious first. Without `score` and `epoch` the
     order is the stored rank; `score` orders by that aggregated score; `epoch` by that epoch's
     score (the job's default score unless `score` names another). The prediction and split
-    filters use the dynamics of the ordering epoch (the last one by default)."""
+    filters use the dynamics of the ordering epoch (the last one by default); `min_score` keeps
+    the samples whose ordering value is at least that; `only` and `excluding` name sample indexes."""
     name = score or default_score(job)
     if name not in SCORE_NAMES:
         raise InvalidParameterError(f"unknown score {name!r}; scores are {', '.join(SCORE_NAMES)}")
@@ -103,12 +125,10 @@ def suspects_page(
         key, dynamics_epoch = _order_key(session, job, name, epoch)
     statement = _suspects_statement(job, key, dynamics_epoch, after, limit + 1)
     labels = job_labels(job, data_dir)
-    if label is not None:
-        statement = statement.where(_label_condition(labels, label))
-    if predicted is not None:
-        statement = statement.where(SampleEpoch.predicted == predicted)
-    if split is not None:
-        statement = statement.where(SampleEpoch.split == split)
+    for condition in _suspect_conditions(
+        labels, label, predicted, split, min_score, key, only=only, excluding=excluding
+    ):
+        statement = statement.where(condition)
     ranked = [
         RankedSuspect(_with_job_labels(suspect, labels), suspect.default_score if by_rank else value)
         for suspect, value in _suspects(session, statement)
@@ -120,16 +140,6 @@ def suspects_page(
         position = last.suspect.rank if by_rank else [last.score, last.suspect.sample_index]
         next_cursor = _encode_cursor(order, position)
     return SuspectPage(suspects=page, next_cursor=next_cursor, score=name, epoch=epoch)
-
-
-def job_labels(job: AuditJob, data_dir: Path) -> JobLabels | None:
-    """The labels and known flags a job with injected noise trained on; None for other jobs."""
-    path = _job_file(job, "labels", data_dir)
-    if path is None:
-        return None
-    if not path.is_file():
-        raise ConflictError(f"the labels file of job {job.id} is missing ({path})")
-    return read_job_labels(path)
 
 
 def sample_history(session: Session, job: AuditJob, sample_index: int, data_dir: Path) -> SampleHistory:
@@ -146,6 +156,41 @@ def sample_history(session: Session, job: AuditJob, sample_index: int, data_dir:
     )
 
 
+def count_suspects(
+    session: Session,
+    job: AuditJob,
+    data_dir: Path,
+    *,
+    label: int | None = None,
+    split: int | None = None,
+    min_score: float | None = None,
+    only: Collection[int] | None = None,
+) -> int:
+    """How many of the job's samples pass the filters of `suspects_page` (in its default order)."""
+    statement = (
+        select(func.count())
+        .select_from(SampleScore)
+        .outerjoin(
+            SampleEpoch,
+            and_(
+                SampleEpoch.job_id == job.id,
+                SampleEpoch.epoch == last_epoch(session, job.id),
+                SampleEpoch.sample_index == SampleScore.sample_index,
+            ),
+        )
+        .where(SampleScore.job_id == job.id)
+    )
+    labels = job_labels(job, data_dir)
+    if label is not None and labels is None:
+        statement = statement.join(
+            Sample,
+            and_(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_index == SampleScore.sample_index),
+        )
+    for condition in _suspect_conditions(labels, label, None, split, min_score, None, only=only):
+        statement = statement.where(condition)
+    return session.scalar(statement)
+
+
 def job_metrics(session: Session, job_id: int) -> list[JobMetric]:
     statement = (
         select(JobMetric)
@@ -155,15 +200,29 @@ def job_metrics(session: Session, job_id: int) -> list[JobMetric]:
     return list(session.scalars(statement))
 
 
+def current_metrics(session: Session, job: AuditJob, data_dir: Path) -> list[JobMetric]:
+    """The job's detection metrics, first recomputed if reviewers' decisions were made or undone
+    since they were computed (not for a job with injected noise: its flags are the injected ones).
+    Concurrent readers recompute one after the other, holding the job row."""
+    if _decided_since_metrics(session, job):
+        session.scalar(select(AuditJob.id).where(AuditJob.id == job.id).with_for_update())
+        if _decided_since_metrics(session, job):
+            try:
+                recompute_metrics(session, job, data_dir)
+            except NoKnownFlagsError:
+                write_metrics(session, job.id, [])
+    return job_metrics(session, job.id)
+
+
 def recompute_metrics(session: Session, job: AuditJob, data_dir: Path) -> None:
     """Replace the job's detection metrics with those against the current known flags (the dataset
-    version's; the injected ones for a job with injected noise), from the stored scores and
-    dynamics. Samples without a known flag are left out."""
+    version's, overridden by reviewers' decisions; the injected ones for a job with injected
+    noise), from the stored scores and dynamics. Samples without a known flag are left out."""
     if job.status is not JobStatus.SUCCEEDED:
         raise ConflictError(f"job {job.id} is {job.status.value}; metrics are recomputed for succeeded jobs")
     known, flags = _known_flags(session, job, data_dir)
     if not known.any():
-        raise ConflictError("no sample of this dataset version has a known flag; upload flags first")
+        raise NoKnownFlagsError("no sample of this dataset version has a known flag; upload flags or review first")
     scores = _stored_scores(session, job.id)
     history = _stored_history(session, job.id, len(flags))
     detection = detection_summary(
@@ -173,6 +232,32 @@ def recompute_metrics(session: Session, job: AuditJob, data_dir: Path) -> None:
         history.split[known],
     )
     write_metrics(session, job.id, metric_rows(detection))
+
+
+def detection_charts(session: Session, job: AuditJob, data_dir: Path, *, bins: int, max_points: int) -> DetectionCharts:
+    """The histogram of the job's default score (as its raw quantity, e.g. mean W_alpha) apart
+    for known mislabeled, known clean and unknown samples, and every score's ROC and
+    precision-recall curves against the known flags."""
+    require_scores(session, job)
+    scores = _stored_scores(session, job.id)
+    known, flags = _known_flags(session, job, data_dir)
+    name = default_score(job)
+    raw = -scores[name] if ORIENTATION[name]["sign"] == "-" else scores[name]
+    curves = {}
+    for score_name, values in scores.items():
+        found = detection_curves(values[known], flags[known], max_points) if known.any() else None
+        if found is not None:
+            curves[score_name] = found
+    noise = job.config.get("inject_noise")
+    return DetectionCharts(
+        score=name,
+        suspicious_when="low" if ORIENTATION[name]["sign"] == "-" else "high",
+        flags_source=f"injected noise ({noise})" if noise else "uploaded flags and reviewers' decisions",
+        num_known=int(known.sum()),
+        num_mislabeled=int(flags[known].sum()),
+        histogram=score_histogram(raw, flags, known, bins),
+        curves=curves,
+    )
 
 
 def require_scores(session: Session, job: AuditJob) -> None:
@@ -215,7 +300,7 @@ def score_table_chunks(
 
 def model_path(job: AuditJob, data_dir: Path) -> Path:
     """The trained model's file, as the worker saved it."""
-    path = _job_file(job, "model", data_dir)
+    path = job_file(job, "model", data_dir)
     if path is None or not path.is_file():
         raise NotFoundError(f"job {job.id} has no trained model")
     return path
@@ -311,6 +396,40 @@ def _suspects(session: Session, statement: Select) -> list[tuple[Suspect, float 
     return found
 
 
+def _suspect_conditions(
+    labels: JobLabels | None,
+    label: int | None,
+    predicted: int | None,
+    split: int | None,
+    min_score: float | None,
+    key: ColumnElement | None,
+    *,
+    only: Collection[int] | None,
+    excluding: Collection[int] = (),
+) -> list[ColumnElement[bool]]:
+    conditions = []
+    if label is not None:
+        conditions.append(_label_condition(labels, label))
+    if predicted is not None:
+        conditions.append(SampleEpoch.predicted == predicted)
+    if split is not None:
+        conditions.append(SampleEpoch.split == split)
+    if min_score is not None:
+        value = SampleScore.default_score if key is None else key
+        conditions.append(value >= cast(min_score, value.type))
+    if only is not None:
+        conditions.append(SampleScore.sample_index.in_(_literal_list(only)))
+    if excluding:
+        conditions.append(SampleScore.sample_index.not_in(_literal_list(excluding)))
+    return conditions
+
+
+def _literal_list(indexes: Collection[int]) -> BindParameter:
+    """Sample indexes rendered into the statement, so that any number fits (a statement takes at
+    most 32,766 parameters on SQLite, 65,535 on Postgres)."""
+    return bindparam("indexes", [int(index) for index in indexes], expanding=True, literal_execute=True, unique=True)
+
+
 def _label_condition(labels: JobLabels | None, label: int) -> ColumnElement[bool]:
     if labels is None:
         return Sample.label == label
@@ -324,15 +443,19 @@ def _with_job_labels(suspect: Suspect, labels: JobLabels | None) -> Suspect:
     return replace(suspect, label=int(labels.labels[index]), is_mislabeled=bool(labels.is_mislabeled[index]))
 
 
-def _job_file(job: AuditJob, name: str, data_dir: Path) -> Path | None:
-    """Where the worker wrote a file of the job (`result_paths[name]`: absolute or under the data
-    dir); None when it recorded none."""
-    stored = (job.result_paths or {}).get(name)
-    return data_dir / stored if stored else None
+def _decided_since_metrics(session: Session, job: AuditJob) -> bool:
+    if job.status is not JobStatus.SUCCEEDED or job.config.get("inject_noise"):
+        return False
+    changed = decisions.last_change(session, job.dataset_version.dataset_id)
+    if changed is None:
+        return False
+    computed = session.scalar(select(func.min(JobMetric.created_at)).where(JobMetric.job_id == job.id))
+    return computed is None or computed < changed
 
 
 def _known_flags(session: Session, job: AuditJob, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Which samples have a known flag, and the flags (False where unknown), by sample index."""
+    """Which samples have a known flag, and the flags (False where unknown), by sample index: the
+    injected ones, or the uploaded ones overridden where reviewers' decisions agree."""
     labels = job_labels(job, data_dir)
     if labels is not None:
         return np.ones(len(labels.is_mislabeled), dtype=bool), labels.is_mislabeled.astype(bool)
@@ -341,6 +464,9 @@ def _known_flags(session: Session, job: AuditJob, data_dir: Path) -> tuple[np.nd
         .where(Sample.dataset_version_id == job.dataset_version_id)
         .order_by(Sample.sample_index)
     ).all()
+    for review in decisions.job_decisions(session, job, data_dir).values():
+        if review.flag is not None:
+            stored[review.sample_index] = review.flag
     return np.array([flag is not None for flag in stored]), np.array([bool(flag) for flag in stored])
 
 

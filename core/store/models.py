@@ -1,4 +1,5 @@
-"""The relational schema: owners and their API keys, datasets, audit jobs and their results.
+"""The relational schema: owners and their API keys, datasets, audit jobs and their results, and
+reviewers' decisions on suspected mislabels.
 
 The schema changes only through the Alembic migrations in `migrations/`; these models describe it
 for the ORM and are checked against the migrations by the tests.
@@ -36,6 +37,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
+
+from core.verdicts import Verdict, outcome, verdict_flag
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -127,7 +130,8 @@ class Owner(Base):
 
 class ApiKey(Base):
     """An API key of an owner. Only `key_hash` (hex sha256 of the key) is stored, never the key;
-    `prefix` is its first characters, kept to tell keys apart in listings."""
+    `prefix` is its first characters, kept to tell keys apart in listings. `reviewer` names the
+    person using the key, so that two reviewers of one owner are told apart (default: the owner)."""
 
     __tablename__ = "api_keys"
 
@@ -135,6 +139,7 @@ class ApiKey(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reviewer: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _created_at()
     revoked_at: Mapped[datetime | None]
 
@@ -322,7 +327,8 @@ class SampleScore(Base):
 class JobMetric(Base):
     """Detection quality of one score of a job against the known flags: for one epoch, or
     aggregated over epochs when `epoch` is NULL; over the samples selected by `split`
-    ('all', 'train', ...). `precision_at_k` / `recall_at_k` map k to the value."""
+    ('all', 'train', ...). `precision_at_k` / `recall_at_k` map k to the value. `created_at` tells
+    whether reviewers' decisions changed the known flags since the metrics were computed."""
 
     __tablename__ = "job_metrics"
     __table_args__ = (Index("ix_job_metrics_job_id_score", "job_id", "score"),)
@@ -338,3 +344,48 @@ class JobMetric(Base):
     precision_at_k: Mapped[dict[str, Any] | None]
     recall_at_k: Mapped[dict[str, Any] | None]
     num_mislabeled: Mapped[int | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Decision(Base):
+    """A reviewer's verdict on one sample of a dataset, made while reviewing a job's suspects.
+
+    It belongs to the sample's stable id, so it stays attached across dataset versions, and keeps
+    the job it was made in (NULL once that job is deleted). `given_label` is the class name it
+    judged and `label` the corrected one (relabel only): see `core.verdicts`. Undoing a decision
+    stamps `undone_at`; a reviewer's newest decision on a sample that is not undone is the one
+    that counts, so undoing a change of mind brings the earlier decision back."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('keep', 'relabel', 'remove')", name="verdict"),
+        CheckConstraint("(verdict = 'relabel') = (label IS NOT NULL)", name="relabel_has_label"),
+        Index("ix_decisions_dataset_id_sample_id", "dataset_id", "sample_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    sample_id: Mapped[str] = mapped_column(String(255))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("audit_jobs.id", ondelete="SET NULL"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    verdict: Mapped[Verdict] = mapped_column(
+        Enum(
+            Verdict,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda verdicts: [verdict.value for verdict in verdicts],
+        )
+    )
+    given_label: Mapped[str] = mapped_column(String(255))
+    label: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _created_at()
+    undone_at: Mapped[datetime | None]
+
+    def flag_for(self, label: str) -> bool | None:
+        """Whether `label` is mislabeled according to this decision (None: not judged)."""
+        return verdict_flag(self.verdict, self.given_label, self.label, label)
+
+    @property
+    def outcome(self) -> str:
+        return outcome(self.verdict, self.given_label, self.label)

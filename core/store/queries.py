@@ -1,6 +1,6 @@
-"""Reads the API serves: a job's ranked suspects and one sample's dynamics over epochs.
+"""Reads the API serves: a job's ranked suspects and samples' dynamics over epochs.
 
-Both stay cheap however large the job: suspects walk the (job_id, rank) index and look up each
+They stay cheap however large the job: suspects walk the (job_id, rank) index and look up each
 row's sample and last-epoch dynamics by primary key; a sample's dynamics are one primary-key
 lookup per epoch.
 """
@@ -125,3 +125,29 @@ def sample_dynamics(session: Session, job_id: int, sample_index: int) -> list[Sa
         .order_by(SampleEpoch.epoch)
     )
     return list(session.scalars(statement))
+
+
+WEIGHT_FIELDS = ("w_alpha", "w_beta", "w_delta")
+
+
+def weight_histories(session: Session, job_id: int, sample_indexes: list[int]) -> dict[int, dict[str, list]]:
+    """W_alpha, W_beta and W_delta of the samples at every stored epoch of the job, by sample
+    index: {"epoch": [...], "w_alpha": [...], ...}, oldest epoch first."""
+    epoch = last_epoch(session, job_id)
+    if epoch is None or not sample_indexes:
+        return {}
+    statement = (
+        select(SampleEpoch.sample_index, SampleEpoch.epoch, *(getattr(SampleEpoch, name) for name in WEIGHT_FIELDS))
+        .where(
+            SampleEpoch.job_id == job_id,
+            SampleEpoch.epoch.in_(range(1, epoch + 1)),
+            SampleEpoch.sample_index.in_(sample_indexes),
+        )
+        .order_by(SampleEpoch.sample_index, SampleEpoch.epoch)
+    )
+    histories: dict[int, dict[str, list]] = {}
+    for sample_index, *values in session.execute(statement):
+        history = histories.setdefault(sample_index, {name: [] for name in ("epoch", *WEIGHT_FIELDS)})
+        for name, value in zip(("epoch", *WEIGHT_FIELDS), values):
+            history[name].append(value)
+    return histories

@@ -14,6 +14,7 @@ import uvicorn
 
 from api.app import create_app
 from api.cli import build_parser, main
+from core.audit import DEFAULT_SCORE
 
 sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
@@ -69,7 +70,7 @@ def test_results_commands(service_url, finished_job, alice, monkeypatch, capsys,
     job_id = str(finished_job.job_id)
     code, out, err = run(capsys, "status", job_id, "--poll", "0.05")
     assert code == 0
-    assert f"job {job_id} succeeded" in out and "w_alpha against" in out and "AUROC" in out
+    assert f"job {job_id} succeeded" in out and f"{DEFAULT_SCORE} against" in out and "AUROC" in out
     assert "job 1" in err  # the progress bar
 
     code, out, _ = run(capsys, "suspects", job_id, "--limit", "5", "--score", "loss", "--epoch", "2")

@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from api.client import LilawAPIError, LilawClient
 from core.store import AuditJob, JobStatus, session_scope
+from core.audit import DEFAULT_SCORE
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_results(lilaw, finished_job, tmp_path):
     assert [s.score for s in by_epoch] == sorted((s.score for s in by_epoch), reverse=True)
 
     metrics = lilaw.metrics(finished_job.job_id)
-    assert metrics.default_score == "w_alpha" and metrics.scores[0].aggregate["all"].auroc is not None
+    assert metrics.default_score == DEFAULT_SCORE and metrics.scores[0].aggregate["all"].auroc is not None
 
     scores = lilaw.download_scores(finished_job.job_id, tmp_path / "scores.parquet", format="parquet")
     assert len(pd.read_parquet(scores)) == finished_job.num_samples

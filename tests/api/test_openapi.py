@@ -20,6 +20,15 @@ EXPECTED_OPERATIONS = {
     ("get", "/jobs/{job_id}/scores.csv"),
     ("get", "/jobs/{job_id}/scores.parquet"),
     ("get", "/jobs/{job_id}/model"),
+    ("get", "/jobs/{job_id}/charts"),
+    ("get", "/jobs/{job_id}/review-queue"),
+    ("get", "/jobs/{job_id}/samples/{sample_index}/thumbnail.png"),
+    ("post", "/jobs/{job_id}/decisions"),
+    ("get", "/jobs/{job_id}/decisions"),
+    ("post", "/decisions/{decision_id}/undo"),
+    ("get", "/jobs/{job_id}/export.csv"),
+    ("get", "/jobs/{job_id}/export.json"),
+    ("get", "/jobs/{job_id}/export.labelstudio.json"),
     ("get", "/health"),
 }
 

@@ -14,6 +14,7 @@ import torch
 from core.metrics import detection_report
 from core.scores import EPOCH_SCORE_NAMES, epoch_scores
 from core.store import AuditJob, session_scope
+from core.audit import DEFAULT_SCORE
 
 
 def all_suspects(client, headers, job_id, **params) -> list[dict]:
@@ -29,7 +30,7 @@ def all_suspects(client, headers, job_id, **params) -> list[dict]:
 def test_default_order_is_the_stored_rank_across_pages(client, alice, finished_job):
     result = finished_job.audit.result
     first = client.get(f"/jobs/{finished_job.job_id}/suspects", params={"limit": 7}, headers=alice).json()
-    assert first["score"] == "w_alpha" and first["epoch"] is None and "negated" in first["orientation"]
+    assert first["score"] == DEFAULT_SCORE and first["epoch"] is None and "negated" in first["orientation"]
     items = all_suspects(client, alice, finished_job.job_id, limit=64)
     assert [item["rank"] for item in items] == list(range(1, finished_job.num_samples + 1))
     assert items[:7] == first["items"]
@@ -85,7 +86,7 @@ def test_order_by_one_epochs_score(client, alice, finished_job, score):
 
 def test_epoch_alone_uses_the_default_score(client, alice, finished_job):
     page = client.get(f"/jobs/{finished_job.job_id}/suspects", params={"epoch": 1, "limit": 3}, headers=alice).json()
-    assert (page["score"], page["epoch"]) == ("w_alpha", 1)
+    assert (page["score"], page["epoch"]) == (DEFAULT_SCORE, 1)
 
 
 def test_invalid_orderings_and_cursors(client, alice, finished_job):
@@ -122,7 +123,7 @@ def test_sample_dynamics(client, alice, finished_job):
 def test_metrics_as_the_worker_stored_them(client, alice, finished_job):
     detection = finished_job.audit.result.detection
     metrics = client.get(f"/jobs/{finished_job.job_id}/metrics", headers=alice).json()
-    assert metrics["default_score"] == "w_alpha"
+    assert metrics["default_score"] == DEFAULT_SCORE
     by_score = {entry["score"]: entry for entry in metrics["scores"]}
     w_alpha = by_score["w_alpha"]
     assert w_alpha["aggregate"]["all"]["auroc"] == pytest.approx(detection["aggregate"]["w_alpha"]["auroc"])

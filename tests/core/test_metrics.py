@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
 
-from core.metrics import classifier_metrics, detection_metrics, detection_report
+from core.metrics import classifier_metrics, detection_curves, detection_metrics, detection_report, score_histogram
 
 
 @pytest.fixture
@@ -145,3 +145,27 @@ def test_classifier_metrics_reject_logits_and_bad_labels():
         classifier_metrics(np.array([[2.0, -1.0], [0.5, 0.1]]), np.array([0, 1]))
     with pytest.raises(ValueError, match="out of range"):
         classifier_metrics(np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([0, 2]))
+
+
+def test_detection_curves_agree_with_the_metrics_and_are_thinned():
+    rng = np.random.default_rng(0)
+    flags = rng.random(2_000) < 0.3
+    score = flags + rng.normal(0, 0.7, size=2_000)
+    score[:5] = np.nan
+    curves = detection_curves(score, flags, max_points=50)
+    metrics = detection_metrics(score, flags)
+    assert curves["auroc"] == pytest.approx(metrics["auroc"])
+    assert curves["auprc_mislabeled"] == pytest.approx(metrics["auprc_mislabeled"])
+    assert 2 < len(curves["fpr"]) == len(curves["tpr"]) <= 50
+    assert len(curves["recall"]) == len(curves["precision"]) <= 50
+    assert (curves["fpr"][0], curves["tpr"][0], curves["fpr"][-1], curves["tpr"][-1]) == (0, 0, 1, 1)
+    assert detection_curves(score, np.zeros(2_000, dtype=bool)) is None
+
+
+def test_score_histogram_counts_each_group_of_finite_scores():
+    score = np.array([0.0, 0.1, 0.5, 0.9, 1.0, np.nan])
+    flags = np.array([True, True, False, False, False, True])
+    known = np.array([True, True, True, True, False, True])
+    histogram = score_histogram(score, flags, known, bins=2)
+    assert histogram["edges"] == [0.0, 0.5, 1.0]
+    assert histogram["counts"] == {"mislabeled": [2, 0], "clean": [0, 2], "unknown": [0, 1]}

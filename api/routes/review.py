@@ -1,0 +1,220 @@
+"""Reviewing a job's suspects: the review queue, sample thumbnails, decisions (recorded, undone,
+listed with conflicts and agreement) and the export of corrected labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.deps import CurrentReviewer, SessionDep, SessionFactoryDep, SettingsDep
+from api.downloads import csv_bytes, json_array_bytes
+from api.routes.results import SPLIT_CODES, class_index
+from api.schemas import (
+    DecisionCreate,
+    DecisionPublic,
+    ErrorPublic,
+    JobDecisionsPublic,
+    ReviewQueuePublic,
+    SplitName,
+)
+from core.services import decisions, jobs, reviews
+from core.services.decisions import Reviewer
+from core.services.previews import THUMBNAIL_SIDE
+from core.services.reviews import EXPORT_COLUMNS, ExportedSample, ReviewStatus
+from core.settings import Settings
+
+router = APIRouter(
+    tags=["review"],
+    responses={
+        401: {"model": ErrorPublic, "description": "missing or invalid API key"},
+        404: {"model": ErrorPublic, "description": "no such job, sample or decision of the caller's"},
+        422: {"model": ErrorPublic, "description": "invalid request"},
+    },
+)
+
+THUMBNAIL_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+
+@router.get(
+    "/jobs/{job_id}/review-queue",
+    responses={409: {"model": ErrorPublic, "description": "the job has no scores yet"}},
+)
+def review_queue(
+    job_id: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="the `next_cursor` of the previous page")] = None,
+    label: Annotated[str | None, Query(description="only samples with this label")] = None,
+    split: SplitName | None = None,
+    min_score: Annotated[float | None, Query(description="only samples whose default score is at least this")] = None,
+    status: ReviewStatus = ReviewStatus.UNDECIDED,
+) -> ReviewQueuePublic:
+    """The job's suspects in rank order with what a reviewer decides on: the sample (a thumbnail
+    URL, or a row's values, or a series), its label, the model's top classes, its W_alpha / W_beta /
+    W_delta trajectory and the decisions on it; the first page also says how far the review is."""
+    job = jobs.get_job(session, reviewer.owner_id, job_id)
+    session.commit()  # a first visit renders previews: not under SQLite's write lock
+    queue = reviews.review_queue(
+        session,
+        job,
+        settings,
+        limit=limit,
+        cursor=cursor,
+        label=class_index(label, job.dataset_version.class_names),
+        split=None if split is None else SPLIT_CODES[split],
+        min_score=min_score,
+        status=status,
+    )
+    return ReviewQueuePublic.from_queue(job, queue)
+
+
+@router.get(
+    "/jobs/{job_id}/samples/{sample_index}/thumbnail.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the thumbnail"}, 304: {"description": "unchanged"}},
+)
+def get_thumbnail(
+    job_id: int,
+    sample_index: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A PNG thumbnail of an image sample (longer side at most 96 px), rendered once per dataset
+    and cached: send the ETag back in If-None-Match."""
+    job = jobs.get_job(session, reviewer.owner_id, job_id)
+    etag = f'"{job.dataset_version.blob_sha256[:32]}-{THUMBNAIL_SIDE}-{sample_index}"'
+    headers = {"ETag": etag, "Cache-Control": THUMBNAIL_CACHE_CONTROL}
+    if if_none_match == etag:
+        return Response(status_code=304, headers=headers)
+    session.commit()  # the first thumbnail renders them all: not under SQLite's write lock
+    return Response(reviews.thumbnail(job, settings, sample_index), media_type="image/png", headers=headers)
+
+
+@router.post("/jobs/{job_id}/decisions", status_code=201)
+def record_decision(
+    job_id: int, body: DecisionCreate, reviewer: CurrentReviewer, session: SessionDep, settings: SettingsDep
+) -> DecisionPublic:
+    """Record the caller's decision on a sample of the job: keep its label, relabel it (`label`),
+    or remove it as ambiguous. Relabelled and removed samples become known mislabeled, kept ones
+    known clean, for the metrics of the dataset's jobs (where the reviewers agree)."""
+    job = jobs.get_job(session, reviewer.owner_id, job_id)
+    decision = decisions.record_decision(
+        session, reviewer, job, body.sample_index, body.verdict, body.label, settings.data_dir
+    )
+    return DecisionPublic.model_validate(decision)
+
+
+@router.post(
+    "/decisions/{decision_id}/undo",
+    responses={
+        403: {"model": ErrorPublic, "description": "another reviewer's decision"},
+        409: {"model": ErrorPublic, "description": "undone already"},
+    },
+)
+def undo_decision(decision_id: int, reviewer: CurrentReviewer, session: SessionDep) -> DecisionPublic:
+    """Undo one of the caller's decisions; their previous decision on the sample counts again."""
+    return DecisionPublic.model_validate(decisions.undo_decision(session, reviewer, decision_id))
+
+
+@router.get("/jobs/{job_id}/decisions")
+def list_decisions(
+    job_id: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    settings: SettingsDep,
+    conflicts_only: Annotated[bool, Query(description="only samples on which reviewers disagree")] = False,
+) -> JobDecisionsPublic:
+    """The job's samples with decisions: each reviewer's decision that counts, whether they
+    conflict, and whether they agree with the job's known flags (injected, else uploaded)."""
+    job = jobs.get_job(session, reviewer.owner_id, job_id)
+    return JobDecisionsPublic.from_reviews(
+        job.id, reviews.reviewed_samples(session, job, settings.data_dir, conflicts_only=conflicts_only)
+    )
+
+
+EXPORT_MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "labelstudio.json": "application/json"}
+
+
+def _export(
+    job_id: int, fmt: str, reviewer: Reviewer, session: Session, sessions: sessionmaker[Session], settings: Settings,
+    decided_only: bool,
+) -> StreamingResponse:  # fmt: skip
+    job = jobs.get_job(session, reviewer.owner_id, job_id)
+    chunks = reviews.export_samples(sessions, job, settings.data_dir, decided_only=decided_only)
+    return StreamingResponse(
+        _encoded(fmt, chunks),
+        media_type=EXPORT_MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}-labels.{fmt}"'},
+    )
+
+
+def _encoded(fmt: str, chunks: Iterator[list[ExportedSample]]) -> Iterator[bytes]:
+    if fmt == "labelstudio.json":
+        return json_array_bytes([sample.label_studio_task() for sample in chunk] for chunk in chunks)
+    rows = ([sample.row() for sample in chunk] for chunk in chunks)
+    return csv_bytes(EXPORT_COLUMNS, rows) if fmt == "csv" else json_array_bytes(rows)
+
+
+DecidedOnly = Annotated[bool, Query(description="only the samples with a decision")]
+
+
+@router.get(
+    "/jobs/{job_id}/export.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "streamed"}},
+)
+def export_csv(
+    job_id: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    decided_only: DecidedOnly = False,
+) -> StreamingResponse:
+    """Every sample's corrected label (the one the reviewers agree on; empty if removed) with the
+    decisions: columns sample_index, sample_id, given_label, label, verdict, removed,
+    is_mislabeled, conflict, reviewers, decided_at, known_mislabeled."""
+    return _export(job_id, "csv", reviewer, session, sessions, settings, decided_only)
+
+
+@router.get(
+    "/jobs/{job_id}/export.json",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/json": {}}, "description": "streamed"}},
+)
+def export_json(
+    job_id: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    decided_only: DecidedOnly = False,
+) -> StreamingResponse:
+    """The rows of `export.csv` as a JSON array of objects."""
+    return _export(job_id, "json", reviewer, session, sessions, settings, decided_only)
+
+
+@router.get(
+    "/jobs/{job_id}/export.labelstudio.json",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/json": {}}, "description": "streamed"}},
+)
+def export_label_studio(
+    job_id: int,
+    reviewer: CurrentReviewer,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
+    decided_only: DecidedOnly = False,
+) -> StreamingResponse:
+    """Label Studio tasks: the sample in `data`, one annotation per reviewer's decision with a
+    `verdict` choice and the resulting `label` choice, on an object named `sample`."""
+    return _export(job_id, "labelstudio.json", reviewer, session, sessions, settings, decided_only)

@@ -1,0 +1,147 @@
+"""The review workspace's HTML pages, server-rendered; their scripts read the JSON API with the
+session cookie set by the login form (see `api.deps`).
+
+/ui/login   a form taking an API key; the key goes into an HTTP-only, SameSite=Strict cookie
+/ui/jobs    the caller's jobs
+/ui/jobs/N  a job: live progress, alpha/beta/delta over training, score histogram, ROC and PR curves
+/ui/jobs/N/review  the review queue, keyboard first
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from api.auth import KeyHolder, key_holder
+from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep
+from core.services import NotFoundError, jobs, results
+from core.store.models import AuditJob
+
+WEB_DIR = Path(__file__).parent
+SESSION_MAX_AGE_S = 12 * 3600
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=WEB_DIR / "templates")
+static_files = StaticFiles(directory=WEB_DIR / "static")
+
+
+@router.get("")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/jobs", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/ui/jobs") -> HTMLResponse:
+    return _page(request, "login.html", None, next=_local(next), error=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    sessions: SessionFactoryDep,
+    api_key: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/ui/jobs",
+) -> Response:
+    with sessions() as session:
+        holder = key_holder(session, api_key.strip())
+    if holder is None:
+        error = "This API key is not valid."
+        return _page(request, "login.html", None, status_code=401, next=_local(next), error=error)
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        api_key.strip(),
+        max_age=SESSION_MAX_AGE_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/jobs")
+def job_list(request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+    if viewer is None:
+        return _to_login(request)
+    found = jobs.list_jobs(session, viewer.owner.id, limit=200)
+    return _page(request, "jobs.html", viewer, jobs=found)
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: int, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+    if viewer is None:
+        return _to_login(request)
+    job = _job(session, viewer, job_id)
+    if job is None:
+        return _not_found(request, viewer, job_id)
+    return _page(request, "job.html", viewer, job=job, data={"job_id": job.id})
+
+
+@router.get("/jobs/{job_id}/review")
+def review_page(job_id: int, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+    if viewer is None:
+        return _to_login(request)
+    job = _job(session, viewer, job_id)
+    if job is None:
+        return _not_found(request, viewer, job_id)
+    version = job.dataset_version
+    data = {
+        "job_id": job.id,
+        "class_names": version.class_names,
+        "modality": version.modality,
+        "reviewer": viewer.reviewer,
+        "score": results.default_score(job),
+    }
+    return _page(request, "review.html", viewer, job=job, data=data)
+
+
+def _job(session: Session, viewer: KeyHolder, job_id: int) -> AuditJob | None:
+    try:
+        return jobs.get_job(session, viewer.owner.id, job_id)
+    except NotFoundError:
+        return None
+
+
+def _page(
+    request: Request, template: str, viewer: KeyHolder | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, template, {"viewer": viewer, **context}, status_code=status_code, headers=SECURITY_HEADERS
+    )
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+
+
+def _not_found(request: Request, viewer: KeyHolder, job_id: int) -> HTMLResponse:
+    return _page(request, "not_found.html", viewer, status_code=404, what=f"job {job_id}")
+
+
+def _local(target: str) -> str:
+    """`target` when it is a page of this site, else the job list (no open redirects)."""
+    return target if target.startswith("/ui/") else "/ui/jobs"

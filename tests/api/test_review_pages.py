@@ -1,0 +1,77 @@
+"""The review pages' access: a login form that keeps the API key in an HTTP-only, SameSite=Strict
+cookie, pages only for the key's owner, and cookie-authenticated changes only from the pages'
+own scripts. (The pages themselves are driven in a browser by tests/web.)"""
+
+from __future__ import annotations
+
+import pytest
+
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+
+
+def key_of(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+def log_in(client, headers, next_page: str = "/ui/jobs"):
+    return client.post(
+        "/ui/login", data={"api_key": key_of(headers), "next": next_page}, follow_redirects=False
+    )
+
+
+@sqlite_only
+def test_pages_ask_for_a_login_first(client, finished_job):
+    for path in ("/ui/jobs", f"/ui/jobs/{finished_job.job_id}", f"/ui/jobs/{finished_job.job_id}/review"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == f"/ui/login?next={path}"
+    form = client.get("/ui/login")
+    assert form.status_code == 200 and 'name="api_key"' in form.text
+    assert "script-src 'self'" in form.headers["content-security-policy"]
+
+
+@sqlite_only
+def test_login_keeps_the_key_in_a_strict_http_only_cookie(client, alice, finished_job):
+    wrong = client.post("/ui/login", data={"api_key": "lilaw_wrong", "next": "/ui/jobs"})
+    assert wrong.status_code == 401 and "not valid" in wrong.text
+
+    page = f"/ui/jobs/{finished_job.job_id}/review"
+    response = log_in(client, alice, page)
+    assert response.status_code == 303 and response.headers["location"] == page
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+
+    review = client.get(page)
+    assert review.status_code == 200 and "Review job" in review.text
+    job = client.get(f"/ui/jobs/{finished_job.job_id}")
+    assert job.status_code == 200 and "Review suspects" in job.text
+    assert "Job 1" in client.get("/ui/jobs").text
+    assert client.get(f"/jobs/{finished_job.job_id}/review-queue").status_code == 200
+
+    assert client.post("/ui/logout", follow_redirects=False).status_code == 303
+    assert client.get(page, follow_redirects=False).status_code == 303
+
+
+@sqlite_only
+def test_cookie_authenticated_changes_need_the_pages_header(client, alice, finished_job):
+    log_in(client, alice)
+    body = {"sample_index": 0, "verdict": "keep"}
+    refused = client.post(f"/jobs/{finished_job.job_id}/decisions", json=body)
+    assert refused.status_code == 401 and "X-Requested-With" in refused.json()["detail"]
+    accepted = client.post(
+        f"/jobs/{finished_job.job_id}/decisions", json=body, headers={"X-Requested-With": "lilaw-review"}
+    )
+    assert accepted.status_code == 201 and accepted.json()["reviewer"] == "alice"
+
+
+@sqlite_only
+def test_pages_of_another_owners_job_are_not_found(client, bob, finished_job):
+    log_in(client, bob)
+    assert client.get(f"/ui/jobs/{finished_job.job_id}").status_code == 404
+    assert client.get(f"/ui/jobs/{finished_job.job_id}/review").status_code == 404
+    assert "Job 1" not in client.get("/ui/jobs").text
+
+
+@sqlite_only
+def test_login_redirects_only_to_the_sites_pages(client, alice):
+    for target in ("https://evil.example/", "//evil.example/ui/", "/jobs/1/export.csv"):
+        assert log_in(client, alice, target).headers["location"] == "/ui/jobs"
