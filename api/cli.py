@@ -6,8 +6,6 @@ LILAW_API_KEY. The worker's commands (`up`, `worker`...) join when `worker.cli` 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -23,6 +21,7 @@ from core.errors import AuditError
 from core.settings import get_settings
 from core.store.db import make_engine, make_session_factory, session_scope, upgrade_database
 from core.store.models import JobStatus
+import worker.cli
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DOWNLOADS = {"scores.csv": "csv", "scores.parquet": "parquet", "model": None}
@@ -34,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     core_cli.register(commands)
     _register_create_key(commands)
     _register_client_commands(commands)
-    if importlib.util.find_spec("worker.cli") is not None:
-        importlib.import_module("worker.cli").register(commands)
+    worker.cli.register(commands)
     return parser
 
 
