@@ -16,7 +16,7 @@ from core import loaders
 from core.errors import ConfigError, DatasetError
 from core.loaders import load_dataset
 
-ECG_TRAIN = Path("/work/shared/data/ecg5000/ECG5000_TRAIN.txt")
+ECG_TRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "ecg5000" / "ECG5000_TRAIN.txt"
 FASHION_DIR = Path(os.environ.get("LILAW_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
