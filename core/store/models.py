@@ -38,6 +38,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import JSON, TypeDecorator
 
+from core.scores import SCORE_NAMES
 from core.verdicts import Verdict, outcome, verdict_flag
 
 NAMING_CONVENTION = {
@@ -50,22 +51,9 @@ NAMING_CONVENTION = {
 
 JSONDocument = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-# The per-sample score columns of `sample_scores`, one nullable REAL column each.
-SCORE_COLUMNS = (
-    "w_alpha",
-    "w_beta",
-    "w_delta",
-    "w",
-    "aum",
-    "datamaps_confidence",
-    "datamaps_variability",
-    "dataiq_aleatoric",
-    "el2n",
-    "loss",
-    "forgetting",
-    "cl_self_confidence",
-    "cl_normalized_margin",
-)
+# The per-sample score columns of `sample_scores`, one nullable REAL column each (the migrations
+# spell them out; tests/store checks that models and migrations agree).
+SCORE_COLUMNS = SCORE_NAMES
 
 
 def utcnow() -> datetime:
