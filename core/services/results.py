@@ -33,7 +33,7 @@ from core.services.audit_runs import JobLabels
 from core.services.job_files import job_file, job_labels
 from core.store.dynamics_writer import metric_rows, write_metrics
 from core.store.models import AuditJob, JobMetric, JobStatus, Sample, SampleEpoch, SampleScore
-from core.store.queries import Suspect, last_epoch, sample_dynamics, top_suspects
+from core.store.queries import Suspect, last_epoch, sample_dynamics, suspect_from_row, suspects_select, top_suspects
 
 # The `sample_epochs` column each per-epoch score is computed from; ORIENTATION's sign turns it
 # into higher = more suspicious, as `core.scores.epoch_scores` does.
@@ -333,33 +333,7 @@ def _suspects_statement(
     `key` is None (after rank `after`), else by `key` descending, NULL last, then by sample index
     (after the (key, sample_index) position `after`)."""
     value = key if key is not None else SampleScore.default_score
-    statement = (
-        select(
-            SampleScore,
-            Sample.sample_id,
-            Sample.label,
-            Sample.is_mislabeled,
-            SampleEpoch.predicted,
-            SampleEpoch.p_label,
-            SampleEpoch.p_max,
-            SampleEpoch.split,
-            value,
-        )
-        .join(
-            Sample,
-            and_(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_index == SampleScore.sample_index),
-        )
-        .outerjoin(
-            SampleEpoch,
-            and_(
-                SampleEpoch.job_id == job.id,
-                SampleEpoch.epoch == dynamics_epoch,
-                SampleEpoch.sample_index == SampleScore.sample_index,
-            ),
-        )
-        .where(SampleScore.job_id == job.id)
-        .limit(limit)
-    )
+    statement = suspects_select(job.id, job.dataset_version_id, dynamics_epoch, value).limit(limit)
     if key is None:
         statement = statement.order_by(SampleScore.rank)
         return statement if after is None else statement.where(SampleScore.rank > after)
@@ -377,23 +351,7 @@ def _suspects_statement(
 
 
 def _suspects(session: Session, statement: Select) -> list[tuple[Suspect, float | None]]:
-    found = []
-    for score, sample_id, given, is_mislabeled, predicted, p_label, p_max, split, value in session.execute(statement):
-        suspect = Suspect(
-            rank=score.rank,
-            sample_index=score.sample_index,
-            sample_id=sample_id,
-            label=given,
-            is_mislabeled=is_mislabeled,
-            default_score=score.default_score,
-            predicted=predicted,
-            p_label=p_label,
-            p_max=p_max,
-            split=split,
-            scores=score.scores(),
-        )
-        found.append((suspect, value))
-    return found
+    return [(suspect_from_row(row), row[-1]) for row in session.execute(statement)]
 
 
 def _suspect_conditions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from core.store.models import AuditJob, Sample, SampleEpoch, SampleScore
@@ -38,6 +38,55 @@ def last_epoch(session: Session, job_id: int) -> int | None:
     return session.scalar(select(func.max(SampleEpoch.epoch)).where(SampleEpoch.job_id == job_id))
 
 
+def suspects_select(job_id: int, version_id: int, dynamics_epoch: int | None, *extra: ColumnElement) -> Select:
+    """A job's score rows joined with their sample and their dynamics at `dynamics_epoch` (NULLs
+    when that epoch has none), plus `extra` columns; rows become `Suspect`s with `suspect_from_row`.
+    Callers add the ordering, the page limit and filters."""
+    return (
+        select(
+            SampleScore,
+            Sample.sample_id,
+            Sample.label,
+            Sample.is_mislabeled,
+            SampleEpoch.predicted,
+            SampleEpoch.p_label,
+            SampleEpoch.p_max,
+            SampleEpoch.split,
+            *extra,
+        )
+        .join(
+            Sample,
+            and_(Sample.dataset_version_id == version_id, Sample.sample_index == SampleScore.sample_index),
+        )
+        .outerjoin(
+            SampleEpoch,
+            and_(
+                SampleEpoch.job_id == job_id,
+                SampleEpoch.epoch == dynamics_epoch,
+                SampleEpoch.sample_index == SampleScore.sample_index,
+            ),
+        )
+        .where(SampleScore.job_id == job_id)
+    )
+
+
+def suspect_from_row(row: Row) -> Suspect:
+    score, sample_id, label, is_mislabeled, predicted, p_label, p_max, split = row[:8]
+    return Suspect(
+        rank=score.rank,
+        sample_index=score.sample_index,
+        sample_id=sample_id,
+        label=label,
+        is_mislabeled=is_mislabeled,
+        default_score=score.default_score,
+        predicted=predicted,
+        p_label=p_label,
+        p_max=p_max,
+        split=split,
+        scores=score.scores(),
+    )
+
+
 def top_suspects(
     session: Session,
     job_id: int,
@@ -56,34 +105,7 @@ def top_suspects(
     version_id = session.scalar(select(AuditJob.dataset_version_id).where(AuditJob.id == job_id))
     if version_id is None:
         return []
-    epoch = last_epoch(session, job_id)
-    statement = (
-        select(
-            SampleScore,
-            Sample.sample_id,
-            Sample.label,
-            Sample.is_mislabeled,
-            SampleEpoch.predicted,
-            SampleEpoch.p_label,
-            SampleEpoch.p_max,
-            SampleEpoch.split,
-        )
-        .join(
-            Sample,
-            and_(Sample.dataset_version_id == version_id, Sample.sample_index == SampleScore.sample_index),
-        )
-        .outerjoin(
-            SampleEpoch,
-            and_(
-                SampleEpoch.job_id == job_id,
-                SampleEpoch.epoch == epoch,
-                SampleEpoch.sample_index == SampleScore.sample_index,
-            ),
-        )
-        .where(SampleScore.job_id == job_id)
-        .order_by(SampleScore.rank)
-        .limit(limit)
-    )
+    statement = suspects_select(job_id, version_id, last_epoch(session, job_id)).order_by(SampleScore.rank).limit(limit)
     if after_rank is not None:
         statement = statement.where(SampleScore.rank > after_rank)
     if label is not None:
@@ -92,22 +114,7 @@ def top_suspects(
         statement = statement.where(SampleEpoch.predicted == predicted)
     if split is not None:
         statement = statement.where(SampleEpoch.split == split)
-    return [
-        Suspect(
-            rank=row.SampleScore.rank,
-            sample_index=row.SampleScore.sample_index,
-            sample_id=row.sample_id,
-            label=row.label,
-            is_mislabeled=row.is_mislabeled,
-            default_score=row.SampleScore.default_score,
-            predicted=row.predicted,
-            p_label=row.p_label,
-            p_max=row.p_max,
-            split=row.split,
-            scores=row.SampleScore.scores(),
-        )
-        for row in session.execute(statement)
-    ]
+    return [suspect_from_row(row) for row in session.execute(statement)]
 
 
 def sample_dynamics(session: Session, job_id: int, sample_index: int) -> list[SampleEpoch]:
