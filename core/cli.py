@@ -1,4 +1,7 @@
-"""`lilaw-audit audit`: run an audit locally, without any server, and write its report files."""
+"""`lilaw-audit audit`: run an audit locally, without any server, and write its report files.
+
+The `lilaw-audit` command itself is `api.cli:main`, which registers this command beside the
+service's."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.audit import AuditConfig, run_audit
-from core.errors import AuditError
 from core.lilaw import LilawConfig
 from core.report import write_report
 
@@ -99,22 +101,3 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit = commands.add_parser("audit", help="run an audit locally and write its report")
     add_audit_arguments(audit)
     audit.set_defaults(handler=audit_command)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except AuditError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.audit import AuditConfig, run_audit
-from core.cli import main
+from api.cli import main
 from core.loaders import load_dataset
 from core.scores import SCORE_NAMES
 
@@ -70,7 +70,7 @@ def test_plain_weighting_trains_the_same_model_and_still_scores(tmp_path):
     ],
 )
 def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "core.cli", *args, "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "api.cli", *args, "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -80,6 +80,6 @@ def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path, args
 def test_malformed_file_is_reported_cleanly(tmp_path):
     bad = tmp_path / "labels.npz"
     np.savez(bad, x=np.zeros((10, 4), dtype=np.float32), y=np.zeros(10, dtype=np.int64))  # a single class
-    proc = subprocess.run([sys.executable, "-m", "core.cli", "audit", str(bad), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "api.cli", "audit", str(bad), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "class" in proc.stderr and "Traceback" not in proc.stderr
