@@ -169,11 +169,16 @@ class _EpochBuffers:
 
 
 def _batch_dynamics(
-    logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor, params: LilawParameters
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    loss: torch.Tensor,
+    params: LilawParameters,
+    softmax: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
+    """The batch's per-sample fields; `softmax` is label_and_max_probability of these logits."""
     with torch.no_grad():
         logits = logits.detach().float()
-        probs, p_label, p_max = label_and_max_probability(logits, labels)
+        probs, p_label, p_max = (t.detach() for t in softmax)
         w_alpha, w_beta, w_delta = params.weights(p_label, p_max)
         label_logit = logits.gather(1, labels[:, None]).squeeze(1)
         others = logits.scatter(1, labels[:, None], float("-inf"))
@@ -245,8 +250,11 @@ class Trainer:
         with self.autocast():
             logits = self.model(self.inputs.batch(index))
         loss = self._loss(logits, labels)
+        # One softmax serves the weights and the recorded dynamics; plain training without
+        # dynamics (the overhead baseline, cross-fitting) needs none.
+        softmax = label_and_max_probability(logits, labels) if weighted or self.config.record_dynamics else None
         if weighted:
-            _, p_label, p_max = label_and_max_probability(logits, labels)
+            _, p_label, p_max = softmax
             w_alpha, w_beta, w_delta = self.params.weights(p_label, p_max)
             objective = ((w_alpha + w_beta + w_delta) * loss).mean()
         else:
@@ -261,7 +269,7 @@ class Trainer:
             self.optimizer.step()
         if not self.config.record_dynamics:
             return None
-        return _batch_dynamics(logits, labels, loss, self.params)
+        return _batch_dynamics(logits, labels, loss, self.params, softmax)
 
     def meta_step(self) -> None:
         """Algorithm 1, lines 12–20: the network frozen, one gradient step on (α, β, δ)."""
@@ -283,7 +291,8 @@ class Trainer:
             labels = self.labels[chunk]
             with self.autocast():
                 logits = self.model(self.inputs.batch(chunk))
-            for name, value in _batch_dynamics(logits, labels, self._loss(logits, labels), self.params).items():
+            softmax = label_and_max_probability(logits, labels)
+            for name, value in _batch_dynamics(logits, labels, self._loss(logits, labels), self.params, softmax).items():
                 out.setdefault(name, []).append(value)
         self.model.train()
         return {name: torch.cat(values) for name, values in out.items()}
