@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.services import InvalidParameterError
+from core.settings import Settings
+from core.store.db import make_engine, make_session_factory, session_scope, upgrade_database
 from core.store.models import ApiKey, Owner
 
 KEY_PREFIX = "lilaw_"
@@ -63,3 +65,16 @@ def key_holder(session: Session, key: str) -> KeyHolder | None:
         return None
     owner, reviewer = found
     return KeyHolder(owner=owner, reviewer=reviewer or owner.name)
+
+
+def create_key_in_database(settings: Settings, owner_name: str, *, reviewer: str | None = None) -> str:
+    """`create_api_key` against the database of `settings`, brought up to date first (the
+    command-line path: no server needs to run)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            return create_api_key(session, owner_name, reviewer=reviewer)
+    finally:
+        engine.dispose()

@@ -13,13 +13,12 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from api.auth import create_api_key
+from api.auth import create_key_in_database
 from api.client import LilawAPIError, LilawClient
 from api.schemas import JobPublic, SuspectPublic
 from core import cli as core_cli
 from core.errors import AuditError
 from core.settings import get_settings
-from core.store.db import make_engine, make_session_factory, session_scope, upgrade_database
 from core.store.models import JobStatus
 import worker.cli
 
@@ -65,15 +64,7 @@ def _register_create_key(commands: argparse._SubParsersAction) -> None:
 
 
 def create_key_command(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            key = create_api_key(session, args.owner, reviewer=args.reviewer)
-    finally:
-        engine.dispose()
+    key = create_key_in_database(get_settings(), args.owner, reviewer=args.reviewer)
     holder = repr(args.owner) if args.reviewer is None else f"{args.owner!r}, reviewer {args.reviewer!r}"
     print(f"API key for {holder}; it is shown only now:", file=sys.stderr)
     print(key)

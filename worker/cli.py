@@ -26,7 +26,7 @@ import httpx
 
 from core.errors import AuditError
 from core.settings import Settings, get_settings
-from core.store import make_engine, make_session_factory, session_scope, upgrade_database
+from core.store import upgrade_database
 from worker.celery_app import app, declare_queues, maintenance_queue
 
 CELERY = [sys.executable, "-m", "celery", "--app", "worker.celery_app"]
@@ -130,16 +130,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def _create_demo_key(settings: Settings) -> str:
-    from api.auth import create_api_key
+    from api.auth import create_key_in_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            key = create_api_key(session, "demo")
-    finally:
-        engine.dispose()
+    key = create_key_in_database(settings, "demo")
     print(f"API key of owner 'demo': {key}")
     return key
 
