@@ -15,7 +15,7 @@ import numpy as np
 
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_TRAIN, DynamicsHistory, EpochDynamics
-from core.engine import Progress, Trainer, TrainConfig
+from core.engine import Progress, Trainer, TrainConfig, WarmStart
 from core.errors import ConfigError
 from core.metrics import classifier_metrics, detection_report
 from core.noise import apply_noise, parse_noise_spec
@@ -132,14 +132,16 @@ def run_audit(
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint_path: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    warm_start: WarmStart | None = None,
 ) -> AuditResult:
+    """`warm_start`: begin from a previous audit's model and final α, β, δ (see core.engine.Trainer)."""
     config.validate()
     timings: dict[str, float] = {}
     started = time.perf_counter()
     dataset = prepare_dataset(dataset, config)
     timings["noise_seconds"] = time.perf_counter() - started
 
-    trainer = Trainer(dataset, config)
+    trainer = Trainer(dataset, config, warm_start=warm_start)
     trained = trainer.fit(on_epoch=on_epoch, on_progress=on_progress, checkpoint_path=checkpoint_path, should_stop=should_stop)
     timings["train_seconds"] = float(sum(trained.epoch_seconds))
 

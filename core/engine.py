@@ -72,6 +72,13 @@ class TrainConfig:
         self.lilaw.validate()
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a warm-started run begins: a previous run's trained weights and its final α, β, δ."""
+    model_state: dict[str, torch.Tensor]
+    lilaw_values: tuple[float, float, float]  # alpha, beta, delta
+
+
 @dataclass
 class Progress:
     epoch: int
@@ -190,10 +197,22 @@ def _batch_dynamics(
         }
 
 
-class Trainer:
-    """Trains one classifier on `dataset` and records its per-sample dynamics epoch by epoch."""
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first few names, and how many more."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
-    def __init__(self, dataset: AuditDataset, config: TrainConfig, split: np.ndarray | None = None):
+
+class Trainer:
+    """Trains one classifier on `dataset` and records its per-sample dynamics epoch by epoch.
+
+    `warm_start` begins from a previous run's weights and final α, β, δ (a re-audit of a grown
+    dataset): the optimizer starts fresh and LiLAW weighting is active from epoch 1, since α, β, δ
+    are already meta-learned. A checkpoint that `fit` resumes from still overrides all of it; pass
+    the same `warm_start` again on resume so that the warm-up rule stays the same.
+    """
+
+    def __init__(self, dataset: AuditDataset, config: TrainConfig, split: np.ndarray | None = None,
+                 *, warm_start: WarmStart | None = None):
         config.validate()
         self.dataset = dataset
         self.config = config
@@ -209,6 +228,9 @@ class Trainer:
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.params = LilawParameters(config.lilaw, self.device)
+        self.warm_start = warm_start
+        if warm_start is not None:
+            self._apply_warm_start(warm_start)
         self.split = make_split(dataset.y, config.val_fraction, config.seed) if split is None else split
         self.inputs = Inputs(dataset.x, dataset.modality, self.device, config.image_size)
         self.labels = torch.from_numpy(dataset.y.astype(np.int64)).to(self.device)
@@ -217,6 +239,27 @@ class Trainer:
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
         self._val_queue = torch.empty(0, dtype=torch.int64, device=self.device)
         self.autocast, self.scaler = self._mixed_precision()
+
+    def _apply_warm_start(self, warm_start: WarmStart) -> None:
+        """Load the previous run's weights into the fresh model and its α, β, δ into LiLAW."""
+        own, given = self.model.state_dict(), dict(warm_start.model_state)
+        missing, unexpected = sorted(own.keys() - given.keys()), sorted(given.keys() - own.keys())
+        shapes = [
+            f"{name} has shape {tuple(given[name].shape)}, the model needs {tuple(own[name].shape)}"
+            for name in own if name in given and tuple(given[name].shape) != tuple(own[name].shape)
+        ]
+        problems = [f"{what} {_some(names)}" for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
+        if problems or shapes:
+            raise ConfigError(
+                f"cannot warm start: the previous run's weights do not fit model {self.model_name!r} for this "
+                f"dataset ({self.dataset.num_classes} classes, input {self.dataset.input_shape}): "
+                + "; ".join(problems + shapes[:3] + ([f"{len(shapes) - 3} more shapes differ"] if len(shapes) > 3 else []))
+            )
+        values = tuple(float(v) for v in warm_start.lilaw_values)
+        if len(values) != 3 or not all(np.isfinite(values)):
+            raise ConfigError(f"cannot warm start: LiLAW values must be three finite numbers (α, β, δ), got {values}")
+        self.model.load_state_dict(given)
+        self.params.load_state_dict({"values": torch.tensor(values, dtype=torch.float32)})
 
     def _mixed_precision(self):
         if self.device.type != "cuda":
@@ -233,7 +276,10 @@ class Trainer:
         return per_sample_loss(logits, labels, self.config.loss, self.config.focal_gamma)
 
     def _weighting_active(self, epoch: int) -> bool:
-        return self.config.weighting == "lilaw" and epoch > self.config.lilaw.warmup_epochs
+        # A warm start's α, β, δ are already meta-learned: no warm-up epoch. Derived from the
+        # argument, not stored in checkpoints, so a resumed warm-started run keeps the rule.
+        warmup_epochs = 0 if self.warm_start is not None else self.config.lilaw.warmup_epochs
+        return self.config.weighting == "lilaw" and epoch > warmup_epochs
 
     def _next_meta_batch(self) -> torch.Tensor:
         """The next validation batch of a shuffled pass over the validation split, reshuffled when used up."""
