@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from api.errors import register_error_handlers
 from api.queue import AuditQueue
-from api.routes import datasets, jobs, results, review
+from api.routes import datasets, jobs, reaudits, results, review, versions, webhooks
 from api.web import pages
 from core.settings import Settings, get_settings
 from core.store.db import make_engine, make_session_factory, upgrade_database
@@ -49,7 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="LiLAW Audit", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     register_error_handlers(app)
-    for router in (datasets.router, jobs.router, results.router, review.router, pages.router):
+    for router in (
+        datasets.router,
+        versions.router,
+        jobs.router,
+        reaudits.router,
+        webhooks.router,
+        results.router,
+        review.router,
+        pages.router,
+    ):
         app.include_router(router)
     app.mount("/ui/static", pages.static_files, name="static")
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu.exceptions import OperationalError
+from sqlalchemy.orm import Session
 
-from core.services import BrokerUnavailableError
+from core.services import BrokerUnavailableError, jobs
+from core.store import AuditJob
 from worker.celery_app import AUDIT_TASK
 
 
@@ -25,3 +27,14 @@ class AuditQueue:
             raise BrokerUnavailableError(
                 f"job {job_id} could not be queued: the broker is unavailable ({error})"
             ) from error
+
+    def submit(self, session: Session, job: AuditJob) -> None:
+        """Commit the new job, then queue it. A job the broker refuses is stored as failed and
+        `BrokerUnavailableError` raised."""
+        session.commit()  # the worker must find the job row when its task arrives
+        try:
+            job.celery_task_id = self.send(job.id)
+        except BrokerUnavailableError as error:
+            jobs.mark_failed(job, error.message)
+            session.commit()
+            raise

@@ -58,6 +58,8 @@ class DatasetVersionPublic(BaseModel):
     num_classes: int
     class_names: list[str]
     blob_sha256: str
+    parent_version: int | None = Field(description="the version this one was made from (append, relabel)")
+    change: dict[str, Any] | None = Field(description="how it was made from its parent: kind, counts, duplicates")
     created_at: datetime
 
 
@@ -86,11 +88,11 @@ class FlagsPublic(BaseModel):
 # ---------------------------------------------------------------- jobs
 
 
-class JobCreate(BaseModel):
+class AuditSettings(BaseModel):
+    """How to audit: the model and its training (`core.audit.AuditConfig`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int
-    version: int | None = Field(None, description="dataset version; default: the latest")
     model: str | None = Field(
         None, max_length=200, description="small-cnn, mlp, cnn1d, lstm or a timm model; default: by modality"
     )
@@ -132,6 +134,11 @@ class JobCreate(BaseModel):
         )
 
 
+class JobCreate(AuditSettings):
+    dataset_id: int
+    version: int | None = Field(None, description="dataset version; default: the latest")
+
+
 class ProgressPublic(BaseModel):
     epoch: int = Field(description="the epoch in progress (1-based; 0 before training starts)")
     total_epochs: int | None
@@ -166,6 +173,9 @@ class JobPublic(BaseModel):
     timings: dict[str, float] | None = Field(description="seconds spent per phase, when the job has finished")
     result: dict[str, Any] | None = Field(description="the run's summary: model, device, test-split metrics...")
     has_model: bool = Field(description="the trained model can be downloaded")
+    previous_job_id: int | None = Field(description="a re-audit: the earlier job it is compared with")
+    warm_start: bool = Field(description="a re-audit started from the previous job's model")
+    schedule_id: int | None = Field(description="the schedule that started it")
     trajectory: list[TrajectoryPointPublic] | None = Field(
         None, description="alpha, beta, delta after the meta steps, evenly downsampled"
     )
@@ -194,6 +204,9 @@ class JobPublic(BaseModel):
             timings=(job.result or {}).get("timings"),
             result=job.result,
             has_model=bool((job.result_paths or {}).get("model")),
+            previous_job_id=job.previous_job_id,
+            warm_start=job.warm_start,
+            schedule_id=job.schedule_id,
             trajectory=None if trajectory is None else [TrajectoryPointPublic.model_validate(p) for p in trajectory],
         )
 
@@ -543,3 +556,102 @@ class ReviewQueuePublic(BaseModel):
             next_cursor=queue.next_cursor,
             progress=None if queue.progress is None else ReviewProgressPublic.from_progress(queue.progress),
         )
+
+
+# ---------------------------------------------------------------- growing datasets and re-audits
+
+
+class AppendPublic(BaseModel):
+    dataset: DatasetPublic
+    version: int = Field(description="the new version")
+    num_added: int
+    num_duplicates: int = Field(description="samples left out: their content is in the dataset already")
+    duplicates: list[dict[str, str]] = Field(description="the first 100: sample_id and the duplicate_of it")
+    new_classes: list[str]
+
+
+class RelabelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sample_id: str
+    old_label: str
+    new_label: str
+
+
+class VersionDiffPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    base: int
+    version: int
+    num_added: int
+    num_removed: int
+    num_relabeled: int
+    num_unchanged: int
+    added: list[str] = Field(description="the first 100 sample ids")
+    removed: list[str] = Field(description="the first 100 sample ids")
+    relabeled: list[RelabelPublic] = Field(description="the first 100")
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = Field(None, max_length=120, description="five-field cron expression, UTC", examples=["0 3 * * 1"])
+    interval_seconds: int | None = Field(None, ge=60, description="instead of cron: run every so many seconds")
+    warm_start: bool = Field(False, description="start each re-audit from the previous job's model")
+    enabled: bool = True
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="how the re-audits train")
+
+
+class SchedulePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    dataset_id: int
+    cron: str | None
+    interval_seconds: int | None
+    warm_start: bool
+    enabled: bool
+    config: dict[str, Any]
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_outcome: str | None = Field(description="the last run: the job it started, or why it skipped")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReauditCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(False, description="re-audit even if the latest version is audited already")
+    warm_start: bool = Field(False, description="start from the previous job's model (fewer epochs suffice)")
+    audit: AuditSettings | None = Field(None, description="default: the previous job's configuration")
+
+
+class ReauditPublic(BaseModel):
+    job: JobPublic | None = Field(description="the re-audit queued; null when skipped")
+    skipped: str | None = Field(description="why nothing was queued")
+
+
+class ReportedSamplePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sample_id: str
+    sample_index: int
+    rank: int | None
+    previous_rank: int | None
+    is_mislabeled: bool | None
+
+
+class ReauditReportPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: int
+    previous_job_id: int | None
+    version: int
+    previous_version: int | None
+    num_samples: int
+    num_suspected: int = Field(description="samples whose AUM is negative (see core.services.reaudits)")
+    counts: dict[str, int]
+    samples: dict[str, list[ReportedSamplePublic]] = Field(
+        description="per list, its most suspicious samples: newly_suspected, no_longer_suspected, "
+        "still_suspected, new_samples, new_suspected, reopened"
+    )

@@ -26,6 +26,12 @@ MAX_FIELD_BYTES = 4096
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
+def multipart_file_schema(**fields: dict) -> dict:
+    """The OpenAPI schema of a multipart upload of one dataset file, plus the text `fields`."""
+    file = {"type": "string", "format": "binary", "description": f"one of {', '.join(SUFFIXES)}"}
+    return {"type": "object", "required": [FILE_FIELD], "properties": {FILE_FIELD: file, **fields}}
+
+
 @dataclass(frozen=True)
 class DatasetUpload:
     blob: Blob

@@ -13,8 +13,9 @@ Sources `load_dataset` understands:
   ``labels.csv`` (``file,label[,is_mislabeled]``, paths relative to the csv) at the root or in
   the single top-level folder. Ids are the member paths. Files that are neither images nor
   listed are skipped and named in ``meta["skipped_members"]``.
-- ``.npz`` with ``x``, ``y``, optional ``flags`` (or ``is_mislabeled``) and optional
-  ``sample_ids``, loaded with ``allow_pickle=False``; ids default to the row index. ``x``
+- ``.npz`` with ``x``, ``y``, optional ``flags`` (or ``is_mislabeled``), optional
+  ``sample_ids`` and optional ``class_names`` (then ``y`` holds indices into it, in that order),
+  loaded with ``allow_pickle=False``; ids default to the row index. ``x``
   decides the modality: 2-D -> tabular [N, F]; 3-D float -> time series [N, C, T]; 3-D or 4-D
   integer (values 0..255) -> images [N, H, W] / [N, C, H, W] / [N, H, W, C] with C in {1, 3}.
 - ``.csv``, ``.tsv``, ``.parquet``/``.pq``: one row per sample with a ``label`` column,
@@ -501,6 +502,7 @@ def _load_npz(path: Path, image_size: int | None, modality: Modality | None) -> 
     x, detected = _coerce_modality(x, detected, modality)
     flags_key = next((k for k in ("flags", "is_mislabeled") if k in arrays), None)
     ids = arrays.get("sample_ids")
+    class_names = None if "class_names" not in arrays else _npz_class_names(arrays["class_names"], y, path.name)
     return _make_dataset(
         name=_dataset_name(path),
         modality=detected,
@@ -510,11 +512,12 @@ def _load_npz(path: Path, image_size: int | None, modality: Modality | None) -> 
         flags=None if flags_key is None else _parse_flags(arrays[flags_key], f"{path.name}:{flags_key}"),
         where=path.name,
         meta={"source": str(path), "format": "npz"},
+        class_names=class_names,
     )
 
 
 def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
-    wanted = ("x", "y", "flags", "is_mislabeled", "sample_ids")
+    wanted = ("x", "y", "flags", "is_mislabeled", "sample_ids", "class_names")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in ("x", "y") if key not in npz.files]
@@ -557,6 +560,17 @@ def _npz_ids(ids: np.ndarray, count: int, where: str) -> list[str]:
     if ids.shape != (count,):
         raise DatasetError(f"{where}: sample_ids has shape {ids.shape}, expected ({count},)")
     return [_text(value, f"{where}:sample_ids row {row}", "sample id") for row, value in enumerate(ids.tolist())]
+
+
+def _npz_class_names(names: np.ndarray, y: np.ndarray, where: str) -> list[str]:
+    """`class_names` given with the labels: y holds indices into it, in that order."""
+    texts = [_text(value, f"{where}:class_names row {row}", "class name") for row, value in enumerate(names.tolist())]
+    if names.ndim != 1 or len(set(texts)) != len(texts):
+        raise DatasetError(f"{where}: class_names must be a list of distinct names")
+    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= len(texts))):
+        raise DatasetError(f"{where}: with class_names, y must hold class indices 0..{len(texts) - 1}")
+    _check_class_count(texts, where)
+    return texts
 
 
 def _coerce_modality(x: np.ndarray, detected: Modality, requested: Modality | None) -> tuple[np.ndarray, Modality]:
@@ -645,7 +659,7 @@ def _content_ids(features: np.ndarray) -> list[str]:
 # ---------------------------------------------------------------- shared checks
 
 
-def _make_dataset(*, name, modality, x, labels, sample_ids, flags, where, meta) -> AuditDataset:
+def _make_dataset(*, name, modality, x, labels, sample_ids, flags, where, meta, class_names=None) -> AuditDataset:
     if len(labels) < 2:
         raise DatasetError(f"{where} holds {len(labels)} sample(s); at least 2 are needed")
     if not (len(x) == len(labels) == len(sample_ids)):
@@ -653,7 +667,10 @@ def _make_dataset(*, name, modality, x, labels, sample_ids, flags, where, meta) 
     if flags is not None and len(flags) != len(labels):
         raise DatasetError(f"{where}: {len(flags)} is_mislabeled flags for {len(labels)} samples")
     _check_unique(sample_ids, where)
-    y, class_names = _encode_labels(labels, where)
+    if class_names is None:
+        y, class_names = _encode_labels(labels, where)
+    else:
+        y = np.asarray(labels, dtype=np.int64)
     return AuditDataset(
         name=name, modality=modality, x=x, y=y, class_names=class_names,
         sample_ids=list(sample_ids), is_mislabeled=flags, meta=meta,

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # A running job silent for this long is re-queued by the reaper (worker.tasks), and failed
     # after its last allowed attempt.
     heartbeat_timeout_s: int = 600
+    # How often beat looks for due re-audit schedules and webhook deliveries to retry.
+    schedule_tick_s: int = 60
 
     @property
     def resolved_database_url(self) -> str:

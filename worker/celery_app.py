@@ -1,8 +1,9 @@
 """The Celery application: JSON only, late acks, one job at a time per worker process.
 
 Embedded mode runs over kombu's SQLAlchemy transport on a SQLite file; production over Redis.
-Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. The reaper of
-stuck jobs goes to `audit.maintenance`, which every worker consumes too by default (see worker.cli).
+Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. Beat's periodic
+tasks (the reaper of stuck jobs, due re-audit schedules, webhook deliveries) go to
+`audit.maintenance`, which every worker consumes too by default (see worker.cli).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from core.settings import Settings, get_settings
 
 AUDIT_TASK = "lilaw.audit"
 REAP_TASK = "lilaw.reap_stuck_jobs"
+SCHEDULES_TASK = "lilaw.run_due_schedules"
+WEBHOOKS_TASK = "lilaw.deliver_webhooks"
+MAINTENANCE_TASKS = (REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK)
 
 
 def maintenance_queue(settings: Settings) -> str:
@@ -31,6 +35,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     transport_options = {} if broker_url.startswith("sqla+") else {"visibility_timeout": hard_limit + 3600}
     # Reaped at least twice per heartbeat timeout; a reap message not consumed by then is dropped.
     reap_every = min(60.0, settings.heartbeat_timeout_s / 2)
+    tick = float(settings.schedule_tick_s)
     app = Celery("lilaw_audit", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
@@ -46,9 +51,15 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         task_routes={
             AUDIT_TASK: {"queue": settings.audit_queue},
-            REAP_TASK: {"queue": maintenance_queue(settings)},
+            **{task: {"queue": maintenance_queue(settings)} for task in MAINTENANCE_TASKS},
         },
-        beat_schedule={REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}}},
+        beat_schedule={
+            REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
+            **{
+                task: {"task": task, "schedule": tick, "options": {"expires": tick}}
+                for task in (SCHEDULES_TASK, WEBHOOKS_TASK)
+            },
+        },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
     return app

@@ -7,10 +7,10 @@ from functools import lru_cache
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import audit_runs
+from core.services import audit_runs, schedules, webhooks
 from core.settings import get_settings
-from core.store import make_engine, make_session_factory
-from worker.celery_app import AUDIT_TASK, REAP_TASK, app
+from core.store import JobStatus, make_engine, make_session_factory
+from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK, app
 
 
 @lru_cache
@@ -31,9 +31,23 @@ class AuditTask(Task):
 
 @app.task(bind=True, base=AuditTask, name=AUDIT_TASK)
 def audit(self: AuditTask, job_id: int) -> str | None:
-    return audit_runs.execute_job(job_sessions(), job_id, get_settings(), task_id=self.request.id)
+    status = audit_runs.execute_job(job_sessions(), job_id, get_settings(), task_id=self.request.id)
+    if status is JobStatus.SUCCEEDED:
+        deliver_webhooks.delay()  # a finished re-audit's webhook call, without waiting for beat
+    return status
 
 
 @app.task(name=REAP_TASK)
 def reap_stuck_jobs() -> dict[str, list[int]]:
     return audit_runs.reap_stuck_jobs(job_sessions(), get_settings(), requeue=audit.delay)
+
+
+@app.task(name=SCHEDULES_TASK)
+def run_due_schedules() -> list[dict]:
+    runs = schedules.run_due_schedules(job_sessions(), enqueue=audit.delay)
+    return [{"schedule_id": run.schedule_id, "job_id": run.job_id, "outcome": run.outcome} for run in runs]
+
+
+@app.task(name=WEBHOOKS_TASK)
+def deliver_webhooks() -> int:
+    return len(webhooks.deliver_due(job_sessions()))

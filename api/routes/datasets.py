@@ -11,10 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SettingsDep
 from api.errors import validation_message
 from api.schemas import BuiltinDatasetCreate, DatasetPublic, ErrorPublic, FlagCreate, FlagsPublic
-from api.uploads import DatasetUpload, receive_dataset_upload
+from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload
 from core.errors import DatasetError
 from core.services import UnsupportedFileTypeError, UploadTooLargeError, datasets
-from core.services.blobs import SUFFIXES
 
 MAX_FLAGS_BYTES = 64 * 1024**2
 
@@ -33,15 +32,10 @@ CREATE_BODY = {
         "required": True,
         "content": {
             "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": f"one of {', '.join(SUFFIXES)}"},
-                        "name": {"type": "string", "description": "default: the file name without suffix"},
-                        "modality": {"type": "string", "enum": ["image", "tabular", "timeseries"]},
-                    },
-                }
+                "schema": multipart_file_schema(
+                    name={"type": "string", "description": "default: the file name without suffix"},
+                    modality={"type": "string", "enum": ["image", "tabular", "timeseries"]},
+                )
             },
             "application/json": {"schema": BuiltinDatasetCreate.model_json_schema()},
         },

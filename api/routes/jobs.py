@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import AuditQueueDep, CurrentOwner, SessionDep
 from api.schemas import ErrorPublic, JobCreate, JobPublic
-from core.services import BrokerUnavailableError, jobs
+from core.services import jobs
 from core.store.models import JobStatus
 
 router = APIRouter(
@@ -30,13 +30,7 @@ router = APIRouter(
 def submit_audit(body: JobCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep) -> JobPublic:
     """Queue an audit of a dataset version (the latest by default)."""
     job = jobs.create_job(session, owner.id, body.dataset_id, body.version, body.audit_config())
-    session.commit()  # the worker must find the job row when its task arrives
-    try:
-        job.celery_task_id = audit_queue.send(job.id)
-    except BrokerUnavailableError as error:
-        jobs.mark_failed(job, error.message)
-        session.commit()
-        raise
+    audit_queue.submit(session, job)
     return JobPublic.from_job(job)
 
 

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,15 +45,18 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from core.audit import AuditConfig, AuditResult, prepare_dataset, run_audit
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_VAL, EpochDynamics
-from core.engine import AuditCancelled, Progress
+from core.engine import AuditCancelled, Progress, WarmStart
 from core.errors import AuditError, ConfigError, DatasetError
 from core.loaders import load_dataset
+from core.services import reaudits, webhooks
 from core.services.blobs import dataset_source
+from core.services.job_files import job_file, read_job_labels
 from core.settings import Settings
 from core.store import (
     AuditJob,
     DatasetVersion,
     JobStatus,
+    LilawTrajectoryPoint,
     Sample,
     metric_rows,
     session_scope,
@@ -71,17 +74,10 @@ PROGRESS_INTERVAL_S = 1.0
 CHECKPOINT_FILE = "checkpoint.pt"
 LABELS_FILE = "labels.npz"
 MODEL_FILE = "model.pt"
+REAUDIT_EVENT = "reaudit.completed"
+WEBHOOK_LISTED_SAMPLES = 100
 
 Sessions = sessionmaker[Session]
-
-
-@dataclass(frozen=True)
-class JobLabels:
-    """The labels a job's model trained on (after injected noise) and the known flags."""
-
-    labels: np.ndarray  # int64 [N], by sample_index
-    is_mislabeled: np.ndarray  # bool [N]
-    true_labels: np.ndarray  # int64 [N], the labels before the noise
 
 
 def execute_job(sessions: Sessions, job_id: int, settings: Settings, *, task_id: str | None = None) -> JobStatus | None:
@@ -164,12 +160,6 @@ def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:
     job.status = JobStatus.QUEUED
     requeue(job.id)
     return "requeued"
-
-
-def read_job_labels(path: str | Path) -> JobLabels:
-    """The labels file of a job with injected noise (`result_paths["labels"]`)."""
-    with np.load(path, allow_pickle=False) as stored:
-        return JobLabels(stored["labels"], stored["is_mislabeled"], stored["true_labels"])
 
 
 class Heartbeat:
@@ -267,6 +257,7 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: Heartbe
             .where(Sample.dataset_version_id == version.id)
             .order_by(Sample.sample_index)
         ).all()
+        warm_start, warm_start_note = _warm_start(session, job, config, settings) if job.warm_start else (None, None)
     dataset = _load_version(settings, version, samples)
     dataset, labels_path = _with_job_labels(dataset, config, job_dir)
     if labels_path is not None:
@@ -281,6 +272,7 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: Heartbe
         on_progress=writer.on_progress,
         checkpoint_path=job_dir / CHECKPOINT_FILE,
         should_stop=heartbeat.lost.is_set,
+        warm_start=warm_start,
     )
     model_path = _save_model(result.model, job_dir / MODEL_FILE)
     timings = {
@@ -296,11 +288,15 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: Heartbe
         if writer.total_steps is not None:  # None when every epoch was done before this execution
             finished["step"] = writer.total_steps
         summary = _summary(result, config, timings, attempts)
+        if job.warm_start:
+            summary["warm_start"] = warm_start_note
         if not heartbeat.touch(session, **finished, result=summary, result_paths=paths):
             raise AuditCancelled("the job stopped being this execution's before its results were stored")
         write_scores(session, job_id, result.scores, result.default_scores, result.rank)
         write_trajectory(session, job_id, result.trajectory)
         write_metrics(session, job_id, metric_rows(result.detection) if result.detection else [])
+        if job.previous_job_id is not None:
+            _announce_reaudit(session, job_id, settings)
     (job_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
@@ -342,6 +338,54 @@ class _EpochWriter:
                 raise AuditCancelled(f"the job stopped being this execution's at epoch {dynamics.epoch}")
             write_epoch(session, self.job_id, dynamics)
         self.write_seconds += time.perf_counter() - started
+
+
+def _warm_start(
+    session: Session, job: AuditJob, config: AuditConfig, settings: Settings
+) -> tuple[WarmStart | None, str]:
+    """The trained model and final α, β, δ of the job's previous job, and a note on what was used.
+    A previous job with other classes, another model or no model file gives a cold start."""
+    previous = None if job.previous_job_id is None else session.get(AuditJob, job.previous_job_id, options=[joinedload(AuditJob.dataset_version)])
+    if previous is None or previous.status is not JobStatus.SUCCEEDED:
+        return None, "cold start: the previous job is gone or did not succeed"
+    previous_config = _audit_config(previous.config)
+    if previous.dataset_version.class_names != job.dataset_version.class_names:
+        return None, f"cold start: the classes changed since job {previous.id}"
+    if (previous_config.model, previous_config.image_size) != (config.model, config.image_size):
+        return None, f"cold start: job {previous.id} trained another model"
+    model_path = job_file(previous, "model", settings.data_dir)
+    if model_path is None or not model_path.is_file():
+        return None, f"cold start: the model file of job {previous.id} is missing"
+    last = session.scalar(
+        select(LilawTrajectoryPoint)
+        .where(LilawTrajectoryPoint.job_id == previous.id)
+        .order_by(LilawTrajectoryPoint.epoch.desc(), LilawTrajectoryPoint.step.desc())
+        .limit(1)
+    )
+    if last is None:
+        return None, f"cold start: job {previous.id} recorded no alpha, beta, delta"
+    state = torch.load(model_path, map_location="cpu", weights_only=True)
+    return WarmStart(state, (last.alpha, last.beta, last.delta)), f"from job {previous.id}"
+
+
+def _announce_reaudit(session: Session, job_id: int, settings: Settings) -> None:
+    """Queue the webhook call of a finished re-audit (in the transaction that finishes the job)."""
+    job = session.get(AuditJob, job_id, options=[joinedload(AuditJob.dataset_version)])
+    report = reaudits.reaudit_report(session, job, settings.data_dir, limit=WEBHOOK_LISTED_SAMPLES)
+    payload = {
+        "event": REAUDIT_EVENT,
+        "dataset_id": job.dataset_version.dataset_id,
+        "version": report.version,
+        "job_id": job.id,
+        "previous_job_id": report.previous_job_id,
+        "previous_version": report.previous_version,
+        "schedule_id": job.schedule_id,
+        "status": job.status.value,
+        "counts": report.counts,
+        "newly_suspected": [sample.sample_id for sample in report.samples["newly_suspected"]],
+        "report": f"/jobs/{job.id}/report",
+    }
+    webhooks.enqueue_delivery(session, payload["dataset_id"], job.id, REAUDIT_EVENT, payload, now=utcnow())
 
 
 def _audit_config(values: dict[str, Any]) -> AuditConfig:

@@ -9,11 +9,14 @@ path relative to the data dir, or ``builtin:NAME`` for a built-in dataset.
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -56,17 +59,18 @@ class Blob:
 class BlobWriter:
     """The bytes of one upload on their way into the store."""
 
-    def __init__(self, store: BlobStore, suffix: str):
+    def __init__(self, store: BlobStore, suffix: str, max_bytes: float):
         self._store = store
         self._suffix = suffix
+        self._max_bytes = max_bytes
         self._hash = hashlib.sha256()
         self._file = tempfile.NamedTemporaryFile(dir=store.incoming_dir, prefix="upload-", delete=False)
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
-        if self.size > self._store.max_bytes:
-            raise UploadTooLargeError(f"the upload is larger than the limit of {self._store.max_bytes} bytes")
+        if self.size > self._max_bytes:
+            raise UploadTooLargeError(f"the upload is larger than the limit of {self._max_bytes} bytes")
         self._hash.update(data)
         self._file.write(data)
 
@@ -98,7 +102,21 @@ class BlobStore:
         """A writer for an upload named `filename`; raises if its file type is not supported."""
         suffix = blob_suffix(filename)
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
-        return BlobWriter(self, suffix)
+        return BlobWriter(self, suffix, self.max_bytes)
+
+    def save_arrays(self, arrays: dict[str, np.ndarray]) -> Blob:
+        """Store arrays as an .npz blob (a dataset version the service made itself, so not
+        subject to the upload limit)."""
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        writer = BlobWriter(self, ".npz", math.inf)
+        try:
+            writer.write(buffer.getbuffer())
+        except BaseException:
+            writer.discard()
+            raise
+        return writer.finish()
 
     def discard_if_unused(self, session: Session, blob: Blob) -> None:
         """Delete a blob this upload created, unless a dataset version refers to it."""

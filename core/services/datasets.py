@@ -12,12 +12,13 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from core.dataset import AuditDataset, Modality
+from core.dataset import AuditDataset, Modality, content_hashes
 from core.errors import AuditError, DatasetError
 from core.loaders import BUILTINS, FALSE_TEXTS, TRUE_TEXTS, load_dataset
 from core.services import ConflictError, NotFoundError
@@ -79,11 +80,11 @@ def create_from_blob(
     read as a dataset, the blob is removed (if this upload created it) and `DatasetError` raised."""
     try:
         loaded = load_dataset(blob.path, modality=modality, max_pixels=max_pixels)
-        _check_sample_ids(loaded)
+        check_sample_ids(loaded)
     except AuditError:
         store.discard_if_unused(session, blob)
         raise
-    return _add_version(session, owner_id, name, loaded, blob_sha256=blob.sha256, blob_uri=blob.uri)
+    return add_version(session, owner_id, name, loaded, blob_sha256=blob.sha256, blob_uri=blob.uri)
 
 
 def create_builtin(session: Session, owner_id: int, name: str, builtin: str) -> Dataset:
@@ -91,7 +92,7 @@ def create_builtin(session: Session, owner_id: int, name: str, builtin: str) -> 
     if builtin not in BUILTINS:
         raise DatasetError(f"unknown built-in dataset {builtin!r}; built-ins are {', '.join(BUILTINS)}")
     loaded = load_dataset(builtin)
-    return _add_version(
+    return add_version(
         session, owner_id, name, loaded, blob_sha256=_content_sha256(loaded), blob_uri=f"{BUILTIN_PREFIX}{builtin}"
     )
 
@@ -151,9 +152,20 @@ def flag_counts(session: Session, version: DatasetVersion) -> tuple[int, int]:
     return known, mislabeled
 
 
-def _add_version(
-    session: Session, owner_id: int, name: str, loaded: AuditDataset, *, blob_sha256: str, blob_uri: str
+def add_version(
+    session: Session,
+    owner_id: int,
+    name: str,
+    loaded: AuditDataset,
+    *,
+    blob_sha256: str,
+    blob_uri: str,
+    flags: list[bool | None] | None = None,
+    parent_version: int | None = None,
+    change: dict[str, Any] | None = None,
 ) -> Dataset:
+    """The next version of the owner's dataset `name` (created when new) holding `loaded`, with
+    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones)."""
     dataset = session.scalar(select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name))
     if dataset is None:
         dataset = Dataset(owner_id=owner_id, name=name)
@@ -170,10 +182,14 @@ def _add_version(
         num_samples=len(loaded),
         num_classes=loaded.num_classes,
         class_names=loaded.class_names,
+        parent_version=parent_version,
+        change=change,
     )
     session.add(version)
     _flush(session, name)
-    flags = [None] * len(loaded) if loaded.is_mislabeled is None else loaded.is_mislabeled.tolist()
+    if flags is None:
+        flags = [None] * len(loaded) if loaded.is_mislabeled is None else loaded.is_mislabeled.tolist()
+    hashes = content_hashes(loaded.x)
     session.execute(
         insert(Sample),
         [
@@ -183,8 +199,11 @@ def _add_version(
                 "sample_id": sample_id,
                 "label": label,
                 "is_mislabeled": flag,
+                "content_hash": digest,
             }
-            for index, (sample_id, label, flag) in enumerate(zip(loaded.sample_ids, loaded.y.tolist(), flags))
+            for index, (sample_id, label, flag, digest) in enumerate(
+                zip(loaded.sample_ids, loaded.y.tolist(), flags, hashes, strict=True)
+            )
         ],
     )
     return get_dataset(session, owner_id, dataset.id)
@@ -197,7 +216,7 @@ def _flush(session: Session, name: str) -> None:
         raise ConflictError(f"dataset {name!r} was changed by another request; try again") from None
 
 
-def _check_sample_ids(loaded: AuditDataset) -> None:
+def check_sample_ids(loaded: AuditDataset) -> None:
     too_long = next((sample_id for sample_id in loaded.sample_ids if len(sample_id) > MAX_SAMPLE_ID_LENGTH), None)
     if too_long is not None:
         raise DatasetError(f"sample id {too_long[:40]!r}... is longer than {MAX_SAMPLE_ID_LENGTH} characters")

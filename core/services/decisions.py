@@ -20,8 +20,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from core.services import ConflictError, InvalidParameterError, NotFoundError, PermissionDeniedError
-from core.services.job_files import job_labels
-from core.store.models import AuditJob, Dataset, Decision, Sample, utcnow
+from core.services.job_files import JobLabels, job_labels
+from core.store.models import AuditJob, Dataset, DatasetVersion, Decision, Sample, utcnow
 from core.verdicts import Verdict, agreed_flag
 
 
@@ -131,11 +131,19 @@ def undo_decision(session: Session, reviewer: Reviewer, decision_id: int) -> Dec
 def job_decisions(session: Session, job: AuditJob, data_dir: Path) -> dict[int, SampleDecisions]:
     """The decisions that count on the job's samples, by sample index (samples nobody decided are
     left out)."""
-    version = job.dataset_version
-    labels = job_labels(job, data_dir)
+    return _decisions(session, job.dataset_version, job_labels(job, data_dir))
+
+
+def version_decisions(session: Session, version: DatasetVersion) -> dict[int, SampleDecisions]:
+    """The decisions that count on the samples of a dataset version, judged against the version's
+    own labels and flags, by sample index."""
+    return _decisions(session, version, None)
+
+
+def _decisions(session: Session, version: DatasetVersion, labels: JobLabels | None) -> dict[int, SampleDecisions]:
     by_sample: dict[int, list[Decision]] = {}
     samples: dict[int, tuple[str, int, bool | None]] = {}
-    for decision, sample_index, label, uploaded_flag in session.execute(_counted_statement(job)):
+    for decision, sample_index, label, uploaded_flag in session.execute(_counted_statement(version)):
         by_sample.setdefault(sample_index, []).append(decision)
         if labels is not None:
             label, uploaded_flag = int(labels.labels[sample_index]), bool(labels.is_mislabeled[sample_index])
@@ -163,10 +171,9 @@ def last_change(session: Session, dataset_id: int) -> datetime | None:
     return session.scalar(select(func.max(changed)).where(Decision.dataset_id == dataset_id))
 
 
-def _counted_statement(job: AuditJob):
+def _counted_statement(version: DatasetVersion):
     """(decision, sample index, label, uploaded flag) of every decision that counts on a sample of
-    the job's dataset version: each reviewer's newest one not undone, oldest first."""
-    version = job.dataset_version
+    the dataset version: each reviewer's newest one not undone, oldest first."""
     newest = (
         select(func.max(Decision.id))
         .where(Decision.dataset_id == version.dataset_id, Decision.undone_at.is_(None))

@@ -3,11 +3,28 @@ the data dir): the labels a job with injected noise trained on, and the trained 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from core.services import ConflictError
-from core.services.audit_runs import JobLabels, read_job_labels
 from core.store.models import AuditJob
+
+
+@dataclass(frozen=True)
+class JobLabels:
+    """The labels a job's model trained on (after injected noise) and the known flags."""
+
+    labels: np.ndarray  # int64 [N], by sample_index
+    is_mislabeled: np.ndarray  # bool [N]
+    true_labels: np.ndarray  # int64 [N], the labels before the noise
+
+
+def read_job_labels(path: str | Path) -> JobLabels:
+    """The labels file of a job with injected noise (`result_paths["labels"]`)."""
+    with np.load(path, allow_pickle=False) as stored:
+        return JobLabels(stored["labels"], stored["is_mislabeled"], stored["true_labels"])
 
 
 def job_file(job: AuditJob, name: str, data_dir: Path) -> Path | None:

@@ -29,8 +29,7 @@ from core.dynamics import FLOAT_FIELDS, SPLIT_NAMES, DynamicsHistory
 from core.metrics import detection_curves, score_histogram
 from core.scores import CLEANLAB_SCORE_NAMES, EPOCH_SCORE_NAMES, ORIENTATION, SCORE_NAMES
 from core.services import ConflictError, InvalidParameterError, NotFoundError, decisions
-from core.services.audit_runs import JobLabels
-from core.services.job_files import job_file, job_labels
+from core.services.job_files import JobLabels, job_file, job_labels
 from core.store.dynamics_writer import metric_rows, write_metrics
 from core.store.models import AuditJob, JobMetric, JobStatus, Sample, SampleEpoch, SampleScore
 from core.store.queries import Suspect, last_epoch, sample_dynamics, suspect_from_row, suspects_select, top_suspects

@@ -5,7 +5,9 @@ A queue item carries the sample's preview (the rows and series inline; images ar
 thumbnails, `previews`), the job's label, the trained model's top classes (`predictions`), the
 sample's W_alpha / W_beta / W_delta at every epoch, and the decisions that count on it
 (`decisions`). The queue is in the job's rank order and filtered like the suspects, plus by
-review status: undecided (the default: no decision applies), decided, conflicting, or all.
+review status: undecided (the default: no decision applies, or the sample was decided in an
+earlier audit and this one ranks it markedly more suspicious: `reaudits.reopened_samples`),
+decided, conflicting, or all.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import InvalidParameterError, NotFoundError, decisions, predictions, previews, results
+from core.services import InvalidParameterError, NotFoundError, decisions, predictions, previews, reaudits, results
 from core.services.decisions import SampleDecisions
 from core.services.job_files import job_labels
 from core.settings import Settings
@@ -167,7 +169,8 @@ def review_queue(
     values = None if version.modality == "image" else previews.preview_array(version, settings, load)
     results.require_scores(session, job)
     reviews = decisions.job_decisions(session, job, data_dir)
-    decided = {review.sample_index for review in decisions.decided(reviews)}
+    reopened = reaudits.reopened_samples(session, job, reviews)
+    decided = {review.sample_index for review in decisions.decided(reviews)} - reopened
     conflicts = {index for index in decided if reviews[index].conflict}
     only, excluding = _status_filter(status, decided, conflicts)
     filters = {"label": label, "split": split, "min_score": min_score}

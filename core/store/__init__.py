@@ -13,10 +13,13 @@ from core.store.dynamics_writer import metric_rows, write_epoch, write_metrics, 
 from core.store.models import (
     ApiKey,
     AuditJob,
+    AuditSchedule,
     Base,
     Dataset,
     DatasetVersion,
+    DatasetWebhook,
     Decision,
+    DeliveryStatus,
     JobMetric,
     JobStatus,
     LilawTrajectoryPoint,
@@ -24,6 +27,7 @@ from core.store.models import (
     Sample,
     SampleEpoch,
     SampleScore,
+    WebhookDelivery,
 )
 from core.store.partitions import create_job_partition, delete_job, drop_job_dynamics
 from core.store.queries import Suspect, sample_dynamics, top_suspects
@@ -31,10 +35,13 @@ from core.store.queries import Suspect, sample_dynamics, top_suspects
 __all__ = [
     "ApiKey",
     "AuditJob",
+    "AuditSchedule",
     "Base",
     "Dataset",
     "DatasetVersion",
+    "DatasetWebhook",
     "Decision",
+    "DeliveryStatus",
     "JobMetric",
     "JobStatus",
     "LilawTrajectoryPoint",
@@ -43,6 +50,7 @@ __all__ = [
     "SampleEpoch",
     "SampleScore",
     "Suspect",
+    "WebhookDelivery",
     "as_connection",
     "create_job_partition",
     "database_url",

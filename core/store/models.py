@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects import postgresql
@@ -154,8 +155,9 @@ class Dataset(Base):
 
 
 class DatasetVersion(Base):
-    """One upload of a dataset: the stored blob (content-addressed by `blob_sha256`, kept at
-    `blob_uri`, a path under the data dir or an object store URL) and what was read from it."""
+    """One version of a dataset: the stored blob (content-addressed by `blob_sha256`, kept at
+    `blob_uri`, a path under the data dir or an object store URL) and what was read from it.
+    Versions are immutable; appending samples or applying relabels writes a new one."""
 
     __tablename__ = "dataset_versions"
     __table_args__ = (UniqueConstraint("dataset_id", "version"),)
@@ -170,6 +172,10 @@ class DatasetVersion(Base):
     num_samples: Mapped[int]
     num_classes: Mapped[int]
     class_names: Mapped[list[str]] = mapped_column(JSONDocument)
+    # The version this one was made from (append, relabel) and what changed (the `change`
+    # dicts of `core.services.versions`). NULL for an upload of a whole dataset.
+    parent_version: Mapped[int | None]
+    change: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = _created_at()
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions", lazy="raise")
@@ -180,7 +186,9 @@ class DatasetVersion(Base):
 
 class Sample(Base):
     """A sample of a dataset version: its position (`sample_index`, 0..N-1), its stable id (the
-    same sample keeps its id across versions) and its given label (an index into `class_names`)."""
+    same sample keeps its id across versions), its given label (an index into `class_names`) and
+    the sha256 of its content as loaded (`core.dataset.content_hashes`), which finds
+    exact duplicates among appended samples."""
 
     __tablename__ = "samples"
     __table_args__ = (UniqueConstraint("dataset_version_id", "sample_id"),)
@@ -238,6 +246,11 @@ class AuditJob(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(155))
     result_paths: Mapped[dict[str, Any] | None]
     result: Mapped[dict[str, Any] | None]
+    # A re-audit: the earlier job of the dataset it is compared with (and, with `warm_start`,
+    # starts from), and the schedule that started it, if any.
+    previous_job_id: Mapped[int | None] = mapped_column(ForeignKey("audit_jobs.id", ondelete="SET NULL"))
+    warm_start: Mapped[bool] = mapped_column(default=False, server_default=false())
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("audit_schedules.id", ondelete="SET NULL"))
 
     owner: Mapped[Owner] = relationship(lazy="raise")
     dataset_version: Mapped[DatasetVersion] = relationship(lazy="raise")
@@ -377,3 +390,84 @@ class Decision(Base):
     @property
     def outcome(self) -> str:
         return outcome(self.verdict, self.given_label, self.label)
+
+
+class AuditSchedule(Base):
+    """When a dataset is re-audited: every `interval_seconds`, or at the times of a five-field
+    `cron` expression (UTC), exactly one of the two. Beat's periodic task starts the schedules
+    whose `next_run_at` has come (`core.services.schedules`); a run that finds the dataset's latest
+    version audited already is skipped, unless forced. Its jobs point back at it (`schedule_id`).
+    `config` is the re-audits' `AuditConfig` (as a dict)."""
+
+    __tablename__ = "audit_schedules"
+    __table_args__ = (
+        CheckConstraint("(cron IS NULL) <> (interval_seconds IS NULL)", name="one_timing"),
+        Index("ix_audit_schedules_next_run_at", "next_run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), unique=True)
+    cron: Mapped[str | None] = mapped_column(String(120))
+    interval_seconds: Mapped[int | None]
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    warm_start: Mapped[bool] = mapped_column(default=False)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    next_run_at: Mapped[datetime]
+    last_run_at: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=func.now())
+
+
+class DatasetWebhook(Base):
+    """The URL called when a re-audit of the dataset finishes, and the secret its calls are
+    signed with (HMAC-SHA256, see `core.services.webhooks`). The secret is stored as given: the
+    server needs it to sign."""
+
+    __tablename__ = "dataset_webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to a dataset's webhook, retried with backoff until the receiver
+    answers 2xx or the attempts run out. `payload` is the JSON body, as sent."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("audit_jobs.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(
+            DeliveryStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=DeliveryStatus.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    delivered_at: Mapped[datetime | None]

@@ -35,6 +35,7 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 HEARTBEAT_TIMEOUT_S = 6
 STARTUP_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 240
 
 
 def _unavailable(what: str, error: Exception) -> None:
@@ -48,6 +49,7 @@ class Service:
     """The running service of one test: its URL, API key, database and processes."""
 
     url: str
+    settings: Settings
     database_url: str
     commands: dict[str, list[str]]
     env: dict[str, str]
@@ -76,6 +78,16 @@ class Service:
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=30)
+
+    def wait_for_job(self, http: httpx.Client, job_id: int, done, what: str) -> dict:
+        """The job once `done(job)` holds, polled over the API."""
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while time.monotonic() < deadline:
+            job = http.get(f"/jobs/{job_id}", params={"trajectory": False}).raise_for_status().json()
+            if done(job):
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} never reached {what}; last seen {job}")
 
     def engine(self) -> Engine:
         return make_engine(self.database_url)
@@ -119,6 +131,8 @@ def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
         "audit_queue": f"audit-{uuid.uuid4().hex[:8]}",
         "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
         "job_soft_time_limit_s": 900,
+        # Tests advance time for schedules and webhook retries themselves: beat stays out of it.
+        "schedule_tick_s": 3600,
     }
     urls = {"LILAW_DATABASE_URL": db_url, "LILAW_BROKER_URL": broker_url}
     settings = Settings(**values, **urls)
@@ -128,7 +142,7 @@ def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     service = Service(
-        url=f"http://127.0.0.1:{port}", database_url=db_url, env=env, log_dir=log_dir,
+        url=f"http://127.0.0.1:{port}", settings=settings, database_url=db_url, env=env, log_dir=log_dir,
         commands=service_commands(settings, "127.0.0.1", port),
     )  # fmt: skip
     created = subprocess.run(

@@ -8,26 +8,12 @@ again and the second worker resumes it from the last checkpoint.
 
 from __future__ import annotations
 
-import time
-
-import httpx
 from sqlalchemy import func, select
 
 from core.store import SampleEpoch
 
 EPOCHS = 8
 NOISE = 0.3
-TIMEOUT_S = 240
-
-
-def wait_for_job(http: httpx.Client, job_id: int, done, what: str) -> dict:
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        job = http.get(f"/jobs/{job_id}", params={"trajectory": False}).raise_for_status().json()
-        if done(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} never reached {what}; last seen {job}")
 
 
 def rows_per_epoch(service, job_id: int) -> dict[int, tuple[int, int]]:
@@ -55,7 +41,7 @@ def test_an_audit_survives_a_killed_worker_and_ranks_the_injected_flips_first(se
         ).raise_for_status().json()
         assert job["status"] == "queued"
 
-        running = wait_for_job(
+        running = service.wait_for_job(
             http, job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] >= 2, "epoch 2"
         )
         progress = running["progress"]
@@ -64,7 +50,7 @@ def test_an_audit_survives_a_killed_worker_and_ranks_the_injected_flips_first(se
         service.kill("worker")
         service.start("worker-2", "worker")
 
-        done = wait_for_job(http, job["id"], lambda j: j["status"] not in ("queued", "running"), "an end")
+        done = service.wait_for_job(http, job["id"], lambda j: j["status"] not in ("queued", "running"), "an end")
         assert done["status"] == "succeeded", f"{done['error']}\n{service.logs()}"
         assert done["result"]["attempts"] >= 2  # the killed execution and the one that resumed
         assert done["progress"]["epoch"] == EPOCHS and done["has_model"]

@@ -47,7 +47,23 @@ def test_models_match_the_migrations(engine: Engine):
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
-        assert compare_metadata(context, Base.metadata) == []
+        differences = compare_metadata(context, Base.metadata)
+    if engine.dialect.name == "sqlite":
+        differences = _without_inline_foreign_keys(differences)
+    assert differences == []
+
+
+def _without_inline_foreign_keys(differences: list) -> list:
+    """SQLite reflects a foreign key added in place (0003: `ADD COLUMN ... REFERENCES`) without
+    its name and ON DELETE, so it reads as one key removed and an equal one added."""
+    def key(constraint):
+        return constraint.parent.name, tuple(column.name for column in constraint.columns), constraint.referred_table.name
+
+    removed = {key(diff[1]) for diff in differences if diff[0] == "remove_fk" and diff[1].name is None}
+    return [
+        diff for diff in differences
+        if not (diff[0] in ("remove_fk", "add_fk") and key(diff[1]) in removed)
+    ]
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)

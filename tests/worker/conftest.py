@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -134,3 +134,31 @@ def make_job(sessions: sessionmaker[Session], digits: AuditDataset, digits_blob:
             return job.id
 
     return make
+
+
+@pytest.fixture
+def add_version(sessions: sessionmaker[Session]) -> Callable[[int], int]:
+    """Adds a copy of a dataset's latest version as its next version (what an append stores,
+    without new samples); returns the new version number."""
+
+    def add(dataset_id: int) -> int:
+        with session_scope(sessions) as session:
+            latest = session.scalar(
+                select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id).order_by(DatasetVersion.version.desc())
+            )
+            version = DatasetVersion(
+                dataset_id=dataset_id, version=latest.version + 1, parent_version=latest.version,
+                blob_sha256=latest.blob_sha256, blob_uri=latest.blob_uri, format=latest.format, modality=latest.modality,
+                num_samples=latest.num_samples, num_classes=latest.num_classes, class_names=latest.class_names,
+            )  # fmt: skip
+            session.add(version)
+            session.flush()
+            samples = session.execute(select(Sample.sample_index, Sample.sample_id, Sample.label).where(
+                Sample.dataset_version_id == latest.id)).all()
+            session.execute(
+                Sample.__table__.insert(),
+                [{"dataset_version_id": version.id, "sample_index": i, "sample_id": s, "label": y} for i, s, y in samples],
+            )
+            return version.version
+
+    return add

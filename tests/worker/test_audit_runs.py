@@ -20,9 +20,9 @@ from core.services.audit_runs import (
     CHECKPOINT_FILE,
     MAX_ATTEMPTS,
     execute_job,
-    read_job_labels,
     reap_stuck_jobs,
 )
+from core.services.job_files import read_job_labels
 from core.store import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint, SampleEpoch, SampleScore, session_scope
 from core.store.models import utcnow
 

@@ -1,0 +1,90 @@
+"""Re-audits of growing datasets: a dataset's schedule, starting a re-audit now, and the report
+that compares a re-audit with the audit before it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import AuditQueueDep, CurrentOwner, SessionDep, SettingsDep
+from api.schemas import (
+    ErrorPublic,
+    JobPublic,
+    ReauditCreate,
+    ReauditPublic,
+    ReauditReportPublic,
+    ScheduleCreate,
+    SchedulePublic,
+)
+from core.services import jobs, reaudits, schedules
+
+router = APIRouter(
+    tags=["re-audits"],
+    responses={
+        401: {"model": ErrorPublic, "description": "missing or invalid API key"},
+        404: {"model": ErrorPublic, "description": "no such dataset, schedule or job of the caller's"},
+        422: {"model": ErrorPublic, "description": "invalid request"},
+    },
+)
+
+
+@router.put("/datasets/{dataset_id}/schedule")
+def set_schedule(dataset_id: int, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
+    """Re-audit the dataset on a schedule: a cron expression (UTC) or an interval. Each run
+    audits the latest version, unless it is audited already. Takes effect without a restart."""
+    schedule = schedules.set_schedule(
+        session,
+        owner.id,
+        dataset_id,
+        cron=body.cron,
+        interval_seconds=body.interval_seconds,
+        config=body.audit.audit_config(),
+        warm_start=body.warm_start,
+        enabled=body.enabled,
+    )
+    return SchedulePublic.model_validate(schedule)
+
+
+@router.get("/datasets/{dataset_id}/schedule")
+def get_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
+    return SchedulePublic.model_validate(schedules.get_schedule(session, owner.id, dataset_id))
+
+
+@router.delete("/datasets/{dataset_id}/schedule", status_code=204)
+def delete_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> Response:
+    schedules.delete_schedule(session, owner.id, dataset_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/datasets/{dataset_id}/reaudits",
+    responses={503: {"model": ErrorPublic, "description": "the broker is down; the job is stored as failed"}},
+)
+def start_reaudit(
+    dataset_id: int, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep
+) -> ReauditPublic:
+    """Re-audit the dataset's latest version now, compared with its newest succeeded job (whose
+    configuration it reuses unless `audit` is given). Skipped when nothing changed, unless forced."""
+    config = None if body.audit is None else body.audit.audit_config()
+    started = reaudits.start_reaudit(
+        session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force
+    )
+    if started.job is None:
+        return ReauditPublic(job=None, skipped=started.skipped)
+    audit_queue.submit(session, started.job)
+    return ReauditPublic(job=JobPublic.from_job(started.job), skipped=None)
+
+
+@router.get("/jobs/{job_id}/report")
+def reaudit_report(
+    job_id: int,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=0, le=10_000, description="samples listed per list, most suspicious first")] = 100,
+) -> ReauditReportPublic:
+    """What changed since the audit this job re-audits: newly / no longer / still suspected
+    samples, the new samples, and which samples reviewers decided come back to the queue."""
+    job = jobs.get_job(session, owner.id, job_id)
+    return ReauditReportPublic.model_validate(reaudits.reaudit_report(session, job, settings.data_dir, limit=limit))

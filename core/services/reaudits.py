@@ -1,0 +1,249 @@
+"""Re-audits of a growing dataset: starting one (or skipping it when nothing changed), the report
+that compares it with the audit before it, and which decided samples go back to review.
+
+A re-audit is a job on the dataset's latest version that points at the dataset's newest earlier
+succeeded job (`previous_job_id`); it is compared with that job and, with `warm_start`, starts
+from that job's trained model (see `core.services.audit_runs`).
+
+Two documented rules:
+- A sample is *suspected* by a job when its AUM is negative (`aum` score > 0): averaged over the
+  audit's epochs, another class out-scored the given label. The rule adapts to the noise level
+  and needs no cut-off per dataset.
+- A sample that reviewers decided on in an earlier job goes back to the review queue only if the
+  new job ranks it markedly more suspicious: its rank percentile under the default score rose by
+  at least `REOPEN_PERCENTILE_RISE` (20 points, e.g. from the top 40% to the top 20%) since the
+  job the newest applicable decision was made in. Otherwise a decision made once holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session, joinedload
+
+from core.audit import AuditConfig
+from core.services import ConflictError, decisions
+from core.services.decisions import SampleDecisions
+from core.services.datasets import get_version
+from core.services.jobs import create_job
+from core.store.models import AuditJob, DatasetVersion, JobStatus, Sample, SampleScore
+
+REOPEN_PERCENTILE_RISE = 0.2
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class ReauditStart:
+    job: AuditJob | None  # None when skipped
+    skipped: str | None = None  # why
+
+
+@dataclass(frozen=True)
+class ReportedSample:
+    sample_id: str
+    sample_index: int  # in the re-audit's version
+    rank: int | None  # in the re-audit; None for a sample no longer in the dataset
+    previous_rank: int | None  # in the earlier audit; None for a new sample
+    is_mislabeled: bool | None  # known flag in the re-audit's version
+
+
+LISTS = ("newly_suspected", "no_longer_suspected", "still_suspected", "new_samples", "new_suspected", "reopened")
+
+
+@dataclass
+class ReauditReport:
+    """How a job's suspects differ from those of the job it re-audits. `samples` holds, per list
+    of `LISTS`, the most suspicious samples of it (at most the report's limit); `counts` counts
+    every list in full, plus `removed` (samples of the earlier audit no longer in the dataset)
+    and `decided_kept_out` (suspected samples reviewers decided, kept out of the review queue).
+
+    newly_suspected: suspected now, not by the earlier audit (or new); no_longer_suspected: the
+    reverse; still_suspected: by both; new_samples / new_suspected: samples added since the
+    earlier audit / those of them suspected; reopened: decided, but back in the review queue."""
+
+    job_id: int
+    previous_job_id: int | None
+    version: int
+    previous_version: int | None
+    num_samples: int
+    num_suspected: int
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*LISTS, "removed", "decided_kept_out"), 0))
+    samples: dict[str, list[ReportedSample]] = field(default_factory=lambda: {name: [] for name in LISTS})
+
+    def add(self, name: str, sample: ReportedSample, limit: int) -> None:
+        self.counts[name] += 1
+        if len(self.samples[name]) < limit:
+            self.samples[name].append(sample)
+
+
+def start_reaudit(
+    session: Session,
+    owner_id: int,
+    dataset_id: int,
+    config: AuditConfig | None,
+    *,
+    warm_start: bool = False,
+    force: bool = False,
+    schedule_id: int | None = None,
+) -> ReauditStart:
+    """A queued re-audit of the dataset's latest version, compared with (and, with `warm_start`,
+    started from) the dataset's newest succeeded job, whose configuration it reuses when `config`
+    is None. Skipped, unless `force`, when the latest version is audited already or being audited."""
+    latest = get_version(session, owner_id, dataset_id)
+    if not force:
+        done = session.scalar(
+            select(AuditJob)
+            .where(
+                AuditJob.dataset_version_id == latest.id,
+                AuditJob.status.in_((*ACTIVE, JobStatus.SUCCEEDED)),
+            )
+            .order_by(AuditJob.id.desc())
+            .limit(1)
+        )
+        if done is not None:
+            state = "being audited" if done.status in ACTIVE else "audited already"
+            return ReauditStart(None, f"nothing changed: version {latest.version} is {state} (job {done.id})")
+    previous = newest_succeeded_job(session, dataset_id)
+    if config is None:
+        config = AuditConfig() if previous is None else AuditConfig.from_dict(previous.config)
+    job = create_job(session, owner_id, dataset_id, latest.version, config)
+    job.previous_job_id = None if previous is None else previous.id
+    job.warm_start = warm_start and previous is not None
+    job.schedule_id = schedule_id
+    session.flush()
+    return ReauditStart(job)
+
+
+def newest_succeeded_job(session: Session, dataset_id: int) -> AuditJob | None:
+    return session.scalar(
+        select(AuditJob)
+        .join(DatasetVersion)
+        .where(DatasetVersion.dataset_id == dataset_id, AuditJob.status == JobStatus.SUCCEEDED)
+        .order_by(AuditJob.id.desc())
+        .limit(1)
+    )
+
+
+def reaudit_report(session: Session, job: AuditJob, data_dir: Path, *, limit: int = 100) -> ReauditReport:
+    """How the job's suspects differ from those of the job it re-audits (every sample suspected
+    counts as newly suspected for a first audit). Lists hold at most `limit` samples each, most
+    suspicious first; the counts are complete."""
+    if job.status is not JobStatus.SUCCEEDED:
+        raise ConflictError(f"job {job.id} is {job.status.value}; its report comes when it has succeeded")
+    now = _job_scores(session, job)
+    previous_job = None
+    if job.previous_job_id is not None:
+        previous_job = session.get(AuditJob, job.previous_job_id, options=[joinedload(AuditJob.dataset_version)])
+    before = _job_scores(session, previous_job) if previous_job is not None else {}
+    flags = dict(
+        session.execute(
+            select(Sample.sample_id, Sample.is_mislabeled).where(Sample.dataset_version_id == job.dataset_version_id)
+        ).all()
+    )
+    reviews = decisions.job_decisions(session, job, data_dir)
+    reopened = reopened_samples(session, job, reviews)
+    decided = {review.sample_index for review in decisions.decided(reviews)}
+
+    report = ReauditReport(
+        job_id=job.id,
+        previous_job_id=None if previous_job is None else previous_job.id,
+        version=job.dataset_version.version,
+        previous_version=None if previous_job is None else previous_job.dataset_version.version,
+        num_samples=len(now),
+        num_suspected=sum(score.suspected for score in now.values()),
+    )
+    for sample_id, score in sorted(now.items(), key=lambda item: item[1].rank):
+        earlier = before.get(sample_id)
+        reported = ReportedSample(
+            sample_id, score.sample_index, score.rank, None if earlier is None else earlier.rank, flags.get(sample_id)
+        )
+        if earlier is None:
+            report.add("new_samples", reported, limit)
+            if score.suspected:
+                report.add("new_suspected", reported, limit)
+        if score.suspected and (earlier is None or not earlier.suspected):
+            report.add("newly_suspected", reported, limit)
+        elif score.suspected:
+            report.add("still_suspected", reported, limit)
+        elif earlier is not None and earlier.suspected:
+            report.add("no_longer_suspected", reported, limit)
+        if score.sample_index in reopened:
+            report.add("reopened", reported, limit)
+        elif score.suspected and score.sample_index in decided:
+            report.counts["decided_kept_out"] += 1
+    report.counts["removed"] = sum(1 for sample_id in before if sample_id not in now)
+    return report
+
+
+def reopened_samples(session: Session, job: AuditJob, reviews: dict[int, SampleDecisions]) -> set[int]:
+    """Sample indexes of the job that reviewers decided in an earlier job and that the job ranks
+    at least `REOPEN_PERCENTILE_RISE` more suspicious than that job did (see the module docs).
+    `reviews` are the job's decisions (`decisions.job_decisions`)."""
+    decided_in: dict[int, int] = {}  # sample index -> the job of its newest applicable decision
+    for review in decisions.decided(reviews):
+        newest = max(review.applicable, key=lambda decision: decision.id)
+        if newest.job_id is not None and newest.job_id != job.id:
+            decided_in[review.sample_index] = newest.job_id
+    if not decided_in:
+        return set()
+    now = _percentiles(session, job, decided_in)
+    reopened = set()
+    for earlier_job_id in set(decided_in.values()):
+        earlier_job = session.get(AuditJob, earlier_job_id)
+        indexes = {index for index, job_id in decided_in.items() if job_id == earlier_job_id}
+        if earlier_job is None or earlier_job.status is not JobStatus.SUCCEEDED:
+            continue
+        then = _percentiles_by_id(session, earlier_job, {reviews[index].sample_id: index for index in indexes})
+        reopened |= {
+            index for index in indexes if index in then and now.get(index, 0.0) - then[index] >= REOPEN_PERCENTILE_RISE
+        }
+    return reopened
+
+
+@dataclass(frozen=True)
+class _Score:
+    sample_index: int
+    rank: int
+    suspected: bool
+
+
+def _job_scores(session: Session, job: AuditJob) -> dict[str, _Score]:
+    """The job's rank and suspicion of every sample, by sample id."""
+    rows = session.execute(
+        select(Sample.sample_id, SampleScore.sample_index, SampleScore.rank, SampleScore.aum)
+        .join(
+            Sample,
+            and_(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_index == SampleScore.sample_index),
+        )
+        .where(SampleScore.job_id == job.id)
+    )
+    return {
+        sample_id: _Score(sample_index, rank, aum is not None and aum > 0) for sample_id, sample_index, rank, aum in rows
+    }
+
+
+def _percentiles(session: Session, job: AuditJob, indexes) -> dict[int, float]:
+    """1 − (rank − 1) / N of the job's samples at `indexes`: 1.0 = the most suspicious."""
+    count = job.dataset_version.num_samples
+    rows = session.execute(
+        select(SampleScore.sample_index, SampleScore.rank).where(
+            SampleScore.job_id == job.id, SampleScore.sample_index.in_(list(indexes))
+        )
+    )
+    return {index: 1 - (rank - 1) / count for index, rank in rows}
+
+
+def _percentiles_by_id(session: Session, job: AuditJob, index_by_id: dict[str, int]) -> dict[int, float]:
+    """The percentiles in `job` of samples named by id, keyed by the index `index_by_id` maps them to."""
+    count = session.get(DatasetVersion, job.dataset_version_id).num_samples
+    rows = session.execute(
+        select(Sample.sample_id, SampleScore.rank)
+        .join(
+            SampleScore,
+            and_(SampleScore.job_id == job.id, SampleScore.sample_index == Sample.sample_index),
+        )
+        .where(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_id.in_(list(index_by_id)))
+    )
+    return {index_by_id[sample_id]: 1 - (rank - 1) / count for sample_id, rank in rows}

@@ -1,0 +1,378 @@
+"""Per-dataset webhooks: signed calls when a re-audit of the dataset finishes, retried with backoff.
+
+For receivers. Each call is a `POST` to the webhook's URL whose body is the event as canonical JSON
+(keys sorted, no spaces: `canonical_body`), with the headers
+- `Content-Type: application/json`;
+- `X-LiLAW-Event`: what happened, e.g. `reaudit.completed`, or `ping` for a test call;
+- `X-LiLAW-Delivery`: the delivery id. A retry of a call keeps it (and the body), so a receiver
+  that has seen it already can answer 2xx and drop the repeat: calls come at least once;
+- `X-LiLAW-Timestamp`: unix seconds of the attempt;
+- `X-LiLAW-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the webhook's secret, of
+  the timestamp, a dot and the raw body: `f"{timestamp}.".encode() + body`.
+Check a call with `verify_signature(secret, body, timestamp, signature, now=...)` before reading the
+body (or reimplement it: compare in constant time, and reject a timestamp more than 5 minutes away
+from your clock, so that a recorded call cannot be replayed later).
+
+Any 2xx answer counts as delivered. Anything else (another status, a redirect, which is not
+followed, no answer within 10 s, a refused connection) is a failed attempt, retried after 30 s,
+1 min, 2 min, ... (doubling, at most an hour apart); after `MAX_ATTEMPTS` failed attempts the
+delivery is failed, and the owner can send it again (`retry_delivery`). Each attempt goes to the
+webhook's URL and is signed with its secret as they are at the time of the attempt.
+
+Deliveries live in the database: the worker queues one in the transaction that finishes a
+re-audit and `deliver_due` (the worker's periodic task) attempts the due ones, so a restart loses
+nothing. Several workers may run `deliver_due` at once: each claims a delivery in a short
+transaction of its own before calling, and no transaction stays open during an HTTP call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.services import ConflictError, InvalidParameterError, NotFoundError
+from core.store.db import session_scope
+from core.store.models import DatasetWebhook, DeliveryStatus, WebhookDelivery, utcnow
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+# While a worker calls, the delivery it claimed is not due for the others (well over the timeout).
+CLAIM_LEASE = timedelta(minutes=2)
+TIMEOUT_S = 10.0
+MIN_SECRET_LENGTH = 16
+MAX_SECRET_LENGTH = 256  # the column's
+MAX_URL_LENGTH = 2048  # the column's
+SIGNATURE_TOLERANCE_S = 300
+MAX_ERROR_LENGTH = 500
+_ANSWER_EXCERPT = 200  # characters of a failed answer's body kept in the error
+WEBHOOK_REMOVED = "the dataset's webhook was removed"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call made by `deliver_due`, and the delivery's state after it."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    attempts: int  # failed attempts so far
+    status_code: int | None  # the receiver's answer; None when there was none
+    error: str | None  # None when delivered
+
+
+def set_webhook(session: Session, dataset_id: int, url: str, secret: str | None = None) -> tuple[DatasetWebhook, str]:
+    """Create or replace the dataset's webhook; returns it with its secret (a random one when
+    none is given), which signs every call. Pending deliveries go to the new URL, signed with the
+    new secret."""
+    check_url(url)
+    if secret is not None and not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
+        raise InvalidParameterError(
+            f"the webhook secret must have {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters, got {len(secret)}"
+        )
+    secret = secrets.token_urlsafe(32) if secret is None else secret
+    webhook = _webhook(session, dataset_id)
+    if webhook is None:
+        webhook = DatasetWebhook(dataset_id=dataset_id)
+        session.add(webhook)
+    else:
+        webhook.created_at = utcnow()  # when the URL and secret in use were set
+    webhook.url, webhook.secret = url, secret
+    session.flush()
+    return webhook, secret
+
+
+def check_url(url: str) -> None:
+    """An http(s) URL with a host, which httpx can call; else InvalidParameterError."""
+    problem = _url_problem(url)
+    if problem is not None:
+        raise InvalidParameterError(f"invalid webhook URL {url[:100]!r}: {problem} (expected http(s)://host/path)")
+
+
+def _url_problem(url: str) -> str | None:
+    if len(url) > MAX_URL_LENGTH:
+        return f"longer than {MAX_URL_LENGTH} characters"
+    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in url):
+        return "it contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as error:
+        return str(error)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if not parts.hostname:
+        return "it has no host"
+    return None
+
+
+def get_webhook(session: Session, dataset_id: int) -> DatasetWebhook:
+    webhook = _webhook(session, dataset_id)
+    if webhook is None:
+        raise NotFoundError(f"dataset {dataset_id} has no webhook")
+    return webhook
+
+
+def delete_webhook(session: Session, dataset_id: int) -> None:
+    """Remove the dataset's webhook; its pending deliveries fail at their next attempt."""
+    session.delete(get_webhook(session, dataset_id))
+    session.flush()
+
+
+def _webhook(session: Session, dataset_id: int) -> DatasetWebhook | None:
+    return session.scalar(select(DatasetWebhook).where(DatasetWebhook.dataset_id == dataset_id))
+
+
+def canonical_body(payload: dict[str, Any]) -> bytes:
+    """The body of a call: canonical JSON, the same bytes at every attempt."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The `X-LiLAW-Signature` of a call: `sha256=<hex HMAC-SHA256 of "{timestamp}." + body>`."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(
+    secret: str,
+    body: bytes,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    *,
+    now: datetime,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Whether a call is genuine: its `X-LiLAW-Signature` matches the raw body and its
+    `X-LiLAW-Timestamp`, which is within `tolerance_s` of `now`. Compares in constant time."""
+    if not timestamp_header or not signature_header:
+        return False
+    try:
+        timestamp = int(timestamp_header.strip())
+    except ValueError:
+        return False
+    if abs(now.timestamp() - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, timestamp, body).encode()
+    return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "surrogateescape"))
+
+
+def enqueue_delivery(
+    session: Session, dataset_id: int, job_id: int | None, event: str, payload: dict[str, Any], *, now: datetime
+) -> WebhookDelivery | None:
+    """A pending delivery of `payload` to the dataset's webhook, due at `now`; None when the
+    dataset has no webhook."""
+    webhook = _webhook(session, dataset_id)
+    if webhook is None:
+        return None
+    delivery = WebhookDelivery(
+        dataset_id=dataset_id, job_id=job_id, event=event, url=webhook.url, payload=payload,
+        status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now,
+    )  # fmt: skip
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def list_deliveries(session: Session, dataset_id: int, limit: int = 50) -> list[WebhookDelivery]:
+    """The dataset's deliveries, newest first."""
+    statement = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.dataset_id == dataset_id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+def retry_delivery(session: Session, dataset_id: int, delivery_id: int, *, now: datetime) -> WebhookDelivery:
+    """Make a failed (or pending) delivery due at `now` again, with a fresh count of attempts."""
+    delivery = session.scalar(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id, WebhookDelivery.dataset_id == dataset_id)
+    )
+    if delivery is None:
+        raise NotFoundError(f"dataset {dataset_id} has no webhook delivery {delivery_id}")
+    if delivery.status is DeliveryStatus.DELIVERED:
+        raise ConflictError(f"delivery {delivery_id} was delivered already")
+    webhook = _webhook(session, dataset_id)
+    if webhook is None:
+        raise ConflictError(f"dataset {dataset_id} has no webhook to send delivery {delivery_id} to; set one first")
+    delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.PENDING, 0, now
+    delivery.url = webhook.url
+    session.flush()
+    return delivery
+
+
+def backoff(failed_attempts: int) -> timedelta:
+    """How long after its `failed_attempts`-th failed attempt a delivery is tried again."""
+    if failed_attempts >= 20:  # 2**19 * 30 s is far past the cap already
+        return LONGEST_RETRY
+    return min(FIRST_RETRY * 2 ** max(failed_attempts - 1, 0), LONGEST_RETRY)
+
+
+def deliver_due(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime | None = None,
+    client: httpx.Client | None = None,
+    limit: int = 100,
+) -> list[Attempt]:
+    """Attempt the pending deliveries due at `now` (at most `limit`, the longest due first), one
+    after the other; returns the attempts this call made (deliveries that another worker claimed
+    first are left out). With `now` given, every attempt happens at `now` (tests move time by
+    hand); else each attempt is stamped with the time it is made."""
+    clock: Callable[[], datetime] = utcnow if now is None else (lambda: now)
+    with session_scope(sessions) as session:
+        due = session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= clock())
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+        ).all()
+    if not due:
+        return []
+    own_client = client is None
+    if client is None:
+        client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+    try:
+        return [attempt for delivery_id in due if (attempt := _attempt(sessions, delivery_id, clock(), client))]
+    finally:
+        if own_client:
+            client.close()
+
+
+@dataclass(frozen=True)
+class _Call:
+    event: str
+    url: str
+    secret: str | None  # None: the webhook was removed
+    body: bytes
+
+
+def _attempt(sessions: sessionmaker[Session], delivery_id: int, now: datetime, client: httpx.Client) -> Attempt | None:
+    call = _claim(sessions, delivery_id, now)
+    if call is None:
+        return None
+    if call.secret is None:
+        status_code, error = None, WEBHOOK_REMOVED
+    else:
+        status_code, error = _post(client, call, delivery_id, now)
+    with session_scope(sessions) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None:  # its dataset was deleted during the call
+            return None
+        delivery.last_status_code, delivery.last_error = status_code, error
+        if error is None:
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.DELIVERED, now, None
+        else:
+            delivery.attempts += 1
+            if delivery.attempts >= MAX_ATTEMPTS or call.secret is None:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            else:
+                delivery.next_attempt_at = now + backoff(delivery.attempts)
+            logger.warning(
+                "webhook delivery %s (%s) to %s: attempt %s of %s failed: %s; %s",
+                delivery_id, call.event, _origin(call.url), delivery.attempts, MAX_ATTEMPTS, error,
+                "giving up" if delivery.status is DeliveryStatus.FAILED else f"next at {delivery.next_attempt_at}",
+            )  # fmt: skip
+        return Attempt(delivery_id, delivery.status, delivery.attempts, status_code, error)
+
+
+def _claim(sessions: sessionmaker[Session], delivery_id: int, now: datetime) -> _Call | None:
+    """Take the delivery if it is still due (no other worker took it): it stops being due for
+    `CLAIM_LEASE`, long enough for the call; a worker that dies meanwhile leaves it due again
+    once the lease has passed. Returns what to send, or None when another worker took it."""
+    with session_scope(sessions) as session:
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == delivery_id,
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=now + CLAIM_LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if not claimed:
+            return None
+        delivery = session.get(WebhookDelivery, delivery_id, populate_existing=True)
+        webhook = _webhook(session, delivery.dataset_id)
+        if webhook is not None:
+            delivery.url = webhook.url  # where the call goes, as the deliveries list shows
+        return _Call(
+            event=delivery.event,
+            url=delivery.url,
+            secret=None if webhook is None else webhook.secret,
+            body=canonical_body(delivery.payload),
+        )
+
+
+def _post(client: httpx.Client, call: _Call, delivery_id: int, now: datetime) -> tuple[int | None, str | None]:
+    """Make the call: (the answer's status, None) when delivered, else (status or None, why not)."""
+    assert call.secret is not None
+    timestamp = int(now.timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "X-LiLAW-Event": call.event,
+        "X-LiLAW-Delivery": str(delivery_id),
+        "X-LiLAW-Timestamp": str(timestamp),
+        "X-LiLAW-Signature": sign(call.secret, timestamp, call.body),
+    }
+    try:
+        request = client.build_request("POST", call.url, content=call.body, headers=headers, timeout=TIMEOUT_S)
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            if response.is_success:
+                return response.status_code, None
+            return response.status_code, _answer_error(response)
+        finally:
+            response.close()
+    except httpx.TimeoutException as error:
+        return None, f"no answer within {TIMEOUT_S:g} s ({type(error).__name__})"
+    except httpx.ConnectError as error:
+        return None, _short(f"could not connect: {error or type(error).__name__}")
+    except Exception as error:  # noqa: BLE001 - whatever went wrong is this attempt's failure
+        return None, _short(f"{type(error).__name__}: {error}")
+
+
+def _answer_error(response: httpx.Response) -> str:
+    message = f"the receiver answered {response.status_code} {response.reason_phrase}".rstrip()
+    if response.is_redirect:
+        location = response.headers.get("location", "")
+        return _short(f"{message} (a redirect to {location!r}, which is not followed: set the final URL)")
+    excerpt = _excerpt(response)
+    return _short(f"{message}: {excerpt}" if excerpt else message)
+
+
+def _excerpt(response: httpx.Response) -> str:
+    """The start of the answer's body, read no further, on one line."""
+    try:
+        chunk = next(response.iter_bytes(chunk_size=_ANSWER_EXCERPT * 4), b"")
+    except (httpx.HTTPError, httpx.StreamError):
+        return ""
+    text = chunk.decode("utf-8", "replace")
+    return " ".join(text.split())[:_ANSWER_EXCERPT]
+
+
+def _origin(url: str) -> str:
+    """Where a URL points, for the logs: its path and query may carry a token of the receiver's."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{'' if parts.port is None else f':{parts.port}'}"
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_LENGTH else message[: MAX_ERROR_LENGTH - 3] + "..."
