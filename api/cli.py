@@ -1,6 +1,6 @@
 """`lilaw-audit`: the local `audit` command, `create-key` on the server's machine, and client
 commands against a running service (`upload`, `submit`, `status`, `suspects`, `download`,
-`cancel`). The service's URL and API key come from --url / --api-key or LILAW_URL /
+`cancel`, and for growing datasets `append`, `reaudit`, `report`, `schedule`). The service's URL and API key come from --url / --api-key or LILAW_URL /
 LILAW_API_KEY. The worker's commands (`up`, `worker`...) join when `worker.cli` is installed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from api.auth import create_key_in_database
 from api.client import LilawAPIError, LilawClient
-from api.schemas import JobPublic, SuspectPublic
+from api.schemas import JobPublic, ReauditReportPublic, SuspectPublic
 from core import cli as core_cli
 from core.errors import AuditError
 from core.settings import get_settings
@@ -87,26 +87,29 @@ def _register_client_commands(commands: argparse._SubParsersAction) -> None:
     upload.add_argument("--modality", choices=["image", "tabular", "timeseries"])
     upload.set_defaults(handler=upload_command)
 
-    submit = commands.add_parser("submit", parents=[service], help="submit an audit of a dataset")
-    submit.add_argument("dataset_id", type=int)
-    submit.add_argument("--version", type=int, help="dataset version (default: the latest)")
-    submit.add_argument("--model", help="small-cnn, mlp, cnn1d, lstm or a timm model name (default: by modality)")
-    submit.add_argument("--epochs", type=int)
-    submit.add_argument("--batch-size", type=int)
-    submit.add_argument("--lr", type=float, help="Adam learning rate of the network")
-    submit.add_argument("--val-fraction", type=float)
-    submit.add_argument("--weighting", choices=["lilaw", "none"])
-    submit.add_argument("--loss", choices=["ce", "focal"])
-    submit.add_argument(
+    training = argparse.ArgumentParser(add_help=False)
+    training.add_argument("--model", help="small-cnn, mlp, cnn1d, lstm or a timm model name (default: by modality)")
+    training.add_argument("--epochs", type=int)
+    training.add_argument("--batch-size", type=int)
+    training.add_argument("--lr", type=float, help="Adam learning rate of the network")
+    training.add_argument("--val-fraction", type=float)
+    training.add_argument("--weighting", choices=["lilaw", "none"])
+    training.add_argument("--loss", choices=["ce", "focal"])
+    training.add_argument(
         "--inject-noise", metavar="KIND:RATE", help="uniform, asymmetric, adjacent or instance, e.g. uniform:0.3"
     )
-    submit.add_argument("--seed", type=int)
-    submit.add_argument("--cross-fit", type=int, metavar="K")
-    submit.add_argument("--meta-batch-size", type=int)
-    submit.add_argument("--clamp", action="store_true", default=None, help="keep α ≥ 1 and β ≤ δ ≤ α")
-    submit.add_argument("--pretrained", action="store_true", default=None)
-    submit.add_argument("--image-size", type=int)
-    submit.add_argument("--follow", action="store_true", help="follow the job with a progress bar until it ends")
+    training.add_argument("--seed", type=int)
+    training.add_argument("--cross-fit", type=int, metavar="K")
+    training.add_argument("--meta-batch-size", type=int)
+    training.add_argument("--clamp", action="store_true", default=None, help="keep α ≥ 1 and β ≤ δ ≤ α")
+    training.add_argument("--pretrained", action="store_true", default=None)
+    training.add_argument("--image-size", type=int)
+    follow = argparse.ArgumentParser(add_help=False)
+    follow.add_argument("--follow", action="store_true", help="follow the job with a progress bar until it ends")
+
+    submit = commands.add_parser("submit", parents=[service, training, follow], help="submit an audit of a dataset")
+    submit.add_argument("dataset_id", type=int)
+    submit.add_argument("--version", type=int, help="dataset version (default: the latest)")
     submit.set_defaults(handler=submit_command)
 
     status = commands.add_parser("status", parents=[service], help="follow a job with a progress bar until it ends")
@@ -135,6 +138,36 @@ def _register_client_commands(commands: argparse._SubParsersAction) -> None:
     cancel.add_argument("job_id", type=int)
     cancel.set_defaults(handler=cancel_command)
 
+    append = commands.add_parser(
+        "append", parents=[service], help="add the samples of a file to a dataset as its next version"
+    )
+    append.add_argument("dataset_id", type=int)
+    append.add_argument("file", type=Path, help="a .zip, .npz, .csv, .tsv or .parquet file of the dataset's kind")
+    append.set_defaults(handler=append_command)
+
+    reaudit = commands.add_parser(
+        "reaudit",
+        parents=[service, training, follow],
+        help="re-audit a dataset's latest version now (training options default to the previous job's)",
+    )
+    reaudit.add_argument("dataset_id", type=int)
+    reaudit.add_argument("--force", action="store_true", help="even if the latest version is audited already")
+    reaudit.add_argument("--warm-start", action="store_true", help="start from the previous job's model")
+    reaudit.set_defaults(handler=reaudit_command)
+
+    report = commands.add_parser("report", parents=[service], help="what a re-audit found since the audit before it")
+    report.add_argument("job_id", type=int)
+    report.add_argument("--limit", type=int, default=10, help="samples shown per list")
+    report.set_defaults(handler=report_command)
+
+    schedule = commands.add_parser("schedule", parents=[service, training], help="re-audit a dataset on a schedule")
+    schedule.add_argument("dataset_id", type=int)
+    timing = schedule.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", help="five-field cron expression, UTC, e.g. '0 3 * * 1'")
+    timing.add_argument("--every", type=int, metavar="SECONDS", help="an interval instead of cron")
+    schedule.add_argument("--warm-start", action="store_true", help="start each re-audit from the previous model")
+    schedule.set_defaults(handler=schedule_command)
+
 
 def upload_command(args: argparse.Namespace) -> int:
     from core.loaders import BUILTINS
@@ -152,28 +185,20 @@ def upload_command(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAINING_OPTIONS = (
+    "model", "epochs", "batch_size", "lr", "val_fraction", "weighting", "loss", "inject_noise", "seed",
+    "cross_fit", "meta_batch_size", "clamp", "pretrained", "image_size",
+)  # fmt: skip
+
+
+def _training_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
+
+
 def submit_command(args: argparse.Namespace) -> int:
-    options = {
-        name: getattr(args, name)
-        for name in (
-            "version",
-            "model",
-            "epochs",
-            "batch_size",
-            "lr",
-            "val_fraction",
-            "weighting",
-            "loss",
-            "inject_noise",
-            "seed",
-            "cross_fit",
-            "meta_batch_size",
-            "clamp",
-            "pretrained",
-            "image_size",
-        )
-        if getattr(args, name) is not None
-    }
+    options = _training_options(args)
+    if args.version is not None:
+        options["version"] = args.version
     with _client(args) as client:
         job = client.submit_audit(args.dataset_id, **options)
         print(f"job {job.id} {job.status.value}")
@@ -234,6 +259,68 @@ def cancel_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.cancel(args.job_id)
     print(f"job {job.id} {job.status.value}")
+    return 0
+
+
+def append_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        appended = client.append_samples(args.dataset_id, args.file)
+    print(
+        f"dataset {args.dataset_id} version {appended.version}: {appended.num_added} samples added, "
+        f"{appended.num_duplicates} duplicates left out"
+    )
+    for duplicate in appended.duplicates[:10]:
+        print(f"  {duplicate['sample_id']} duplicates {duplicate['duplicate_of']}")
+    if appended.new_classes:
+        print(f"new classes: {', '.join(appended.new_classes)}")
+    return 0
+
+
+def reaudit_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        started = client.reaudit(
+            args.dataset_id, force=args.force, warm_start=args.warm_start, **_training_options(args)
+        )
+        if started.job is None:
+            print(f"skipped: {started.skipped}")
+            return 0
+        print(f"job {started.job.id} {started.job.status.value} (re-audit of job {started.job.previous_job_id})")
+        if not args.follow:
+            return 0
+        job = _follow(client, started.job.id, poll_seconds=1.0)
+        code = _report(client, job)
+        if job.status is JobStatus.SUCCEEDED:
+            _print_reaudit_report(client.report(job.id, limit=10))
+        return code
+
+
+def report_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_reaudit_report(client.report(args.job_id, limit=args.limit))
+    return 0
+
+
+def _print_reaudit_report(report: ReauditReportPublic) -> None:
+    if report.previous_job_id is None:
+        since = "a first audit"
+    else:
+        since = f"since job {report.previous_job_id} (version {report.previous_version})"
+    suspected = f"{report.num_suspected} of {report.num_samples} suspected"
+    print(f"job {report.job_id}, version {report.version}: {suspected}, {since}")
+    for name, count in report.counts.items():
+        shown = report.samples.get(name, [])
+        ids = ", ".join(sample.sample_id for sample in shown)
+        print(f"  {name}: {count}" + (f" ({ids}{', ...' if count > len(shown) else ''})" if shown else ""))
+
+
+def schedule_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        schedule = client.set_schedule(
+            args.dataset_id, cron=args.cron, interval_seconds=args.every, warm_start=args.warm_start,
+            **_training_options(args),
+        )  # fmt: skip
+    timing = f"cron {schedule.cron!r} (UTC)" if schedule.cron else f"every {schedule.interval_seconds} s"
+    print(f"dataset {schedule.dataset_id} re-audited {timing}; next run {schedule.next_run_at.isoformat()}")
     return 0
 
 

@@ -20,14 +20,26 @@ from typing import Any
 import httpx
 
 from api.schemas import (
+    AppendPublic,
+    AuditSettings,
     DatasetPublic,
+    DatasetVersionPublic,
+    DeliveryPublic,
     FlagCreate,
     FlagsPublic,
     JobCreate,
     JobMetricsPublic,
     JobPublic,
+    ReauditCreate,
+    ReauditPublic,
+    ReauditReportPublic,
+    ScheduleCreate,
+    SchedulePublic,
     SuspectPagePublic,
     SuspectPublic,
+    VersionDiffPublic,
+    WebhookCreate,
+    WebhookCreated,
 )
 
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -152,6 +164,69 @@ class LilawClient:
 
     def download_model(self, job_id: int, path: str | Path) -> Path:
         return self._download(f"/jobs/{job_id}/model", Path(path))
+
+    # ------------------------------------------------------------ growing datasets and re-audits
+
+    def append_samples(self, dataset_id: int, path: str | Path) -> AppendPublic:
+        """Add the samples of a file as the dataset's next version; exact duplicates of samples
+        already in it are left out and reported."""
+        path = Path(path)
+        with path.open("rb") as file:
+            response = self._http.post(f"/datasets/{dataset_id}/versions/append", files={"file": (path.name, file)})
+        return AppendPublic.model_validate(self._checked(response).json())
+
+    def apply_relabels(self, dataset_id: int) -> DatasetVersionPublic:
+        """A new version with the reviewers' agreed relabels and removals applied."""
+        response = self._http.post(f"/datasets/{dataset_id}/versions/relabel")
+        return DatasetVersionPublic.model_validate(self._checked(response).json())
+
+    def versions(self, dataset_id: int) -> list[DatasetVersionPublic]:
+        return [DatasetVersionPublic.model_validate(item) for item in self._get(f"/datasets/{dataset_id}/versions")]
+
+    def diff_versions(self, dataset_id: int, base: int, version: int | None = None) -> VersionDiffPublic:
+        params = {"base": base, "version": version}
+        return VersionDiffPublic.model_validate(self._get(f"/datasets/{dataset_id}/versions/diff", params=params))
+
+    def set_schedule(
+        self,
+        dataset_id: int,
+        *,
+        cron: str | None = None,
+        interval_seconds: int | None = None,
+        warm_start: bool = False,
+        enabled: bool = True,
+        **audit: Any,
+    ) -> SchedulePublic:
+        """Re-audit the dataset on a cron expression (UTC) or every `interval_seconds`; `audit`
+        are the fields of `api.schemas.AuditSettings` (epochs, model...)."""
+        body = ScheduleCreate(
+            cron=cron, interval_seconds=interval_seconds, warm_start=warm_start, enabled=enabled,
+            audit=AuditSettings(**audit),
+        ).model_dump(exclude_unset=True)  # fmt: skip
+        response = self._http.put(f"/datasets/{dataset_id}/schedule", json=body)
+        return SchedulePublic.model_validate(self._checked(response).json())
+
+    def reaudit(self, dataset_id: int, *, force: bool = False, warm_start: bool = False, **audit: Any) -> ReauditPublic:
+        """Re-audit the dataset's latest version now (skipped when it is audited already, unless
+        `force`); without `audit` options it reuses the previous job's configuration."""
+        settings = AuditSettings(**audit) if audit else None
+        body = ReauditCreate(force=force, warm_start=warm_start, audit=settings).model_dump(exclude_unset=True)
+        response = self._http.post(f"/datasets/{dataset_id}/reaudits", json=body)
+        return ReauditPublic.model_validate(self._checked(response).json())
+
+    def report(self, job_id: int, *, limit: int = 100) -> ReauditReportPublic:
+        """What changed since the audit the job re-audits; at most `limit` samples per list."""
+        return ReauditReportPublic.model_validate(self._get(f"/jobs/{job_id}/report", params={"limit": limit}))
+
+    def set_webhook(self, dataset_id: int, url: str, *, secret: str | None = None) -> WebhookCreated:
+        """Call `url` when a re-audit of the dataset finishes; the answer holds the signing secret."""
+        body = WebhookCreate(url=url, secret=secret).model_dump()
+        response = self._http.put(f"/datasets/{dataset_id}/webhook", json=body)
+        return WebhookCreated.model_validate(self._checked(response).json())
+
+    def webhook_deliveries(self, dataset_id: int, *, limit: int = 50) -> list[DeliveryPublic]:
+        items = self._get(f"/datasets/{dataset_id}/webhook/deliveries", params={"limit": limit})
+        return [DeliveryPublic.model_validate(item) for item in items]
 
     # ------------------------------------------------------------ transport
 

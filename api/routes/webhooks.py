@@ -4,16 +4,14 @@ checks the signature)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentOwner, SessionDep
-from api.schemas import ErrorPublic
+from api.schemas import DeliveryPublic, ErrorPublic, WebhookCreate, WebhookCreated, WebhookPublic
 from core.services import datasets, webhooks
-from core.store.models import DeliveryStatus, utcnow
+from core.store.models import utcnow
 
 PING_EVENT = "ping"
 
@@ -26,51 +24,6 @@ router = APIRouter(
         422: {"model": ErrorPublic, "description": "invalid request"},
     },
 )
-
-
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(
-        max_length=webhooks.MAX_URL_LENGTH,
-        description="an http:// or https:// URL; redirects are not followed",
-        examples=["https://example.org/hooks/lilaw"],
-    )
-    secret: str | None = Field(
-        None,
-        min_length=webhooks.MIN_SECRET_LENGTH,
-        max_length=webhooks.MAX_SECRET_LENGTH,
-        description="signs every call; default: a random one, returned once",
-    )
-
-
-class WebhookPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    dataset_id: int
-    url: str
-    created_at: datetime = Field(description="when this URL and secret were set")
-
-
-class WebhookCreated(WebhookPublic):
-    secret: str = Field(description="signs every call (X-LiLAW-Signature); shown only in this response")
-
-
-class DeliveryPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    job_id: int | None
-    event: str
-    url: str
-    status: DeliveryStatus
-    attempts: int = Field(description="failed attempts so far")
-    next_attempt_at: datetime | None = Field(description="when it is tried next (pending only)")
-    last_status_code: int | None = Field(description="the receiver's last answer; null when none came")
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
 
 
 @router.put("")

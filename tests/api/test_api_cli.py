@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
@@ -86,6 +87,32 @@ def test_results_commands(service_url, finished_job, alice, monkeypatch, capsys,
     assert code == 0 and len(pd.read_csv(scores)) == finished_job.num_samples
     code, _, _ = run(capsys, "download", job_id, "model", "--out", str(tmp_path / "model.pt"))
     assert code == 0 and (tmp_path / "model.pt").stat().st_size > 0
+
+
+@sqlite_only
+def test_growth_commands(service_url, finished_job, digits_audit, alice, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LILAW_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    held, dataset_id = digits_audit.result.dataset, str(finished_job.dataset_id)
+    path = tmp_path / "week-2.npz"
+    np.savez(path, x=held.x[:3], y=held.y[:3], sample_ids=np.array(["a", "b", "c"]))
+    code, _, err = run(capsys, "append", dataset_id, str(path))
+    assert code == 2 and "nothing to append: all 3 samples are already in the dataset" in err
+
+    np.savez(path, x=held.x[:3] // 2, y=held.y[:3], sample_ids=np.array(["a", "b", "c"]))
+    code, out, _ = run(capsys, "append", dataset_id, str(path))
+    assert (code, out) == (0, f"dataset {dataset_id} version 2: 3 samples added, 0 duplicates left out\n")
+
+    code, out, _ = run(capsys, "schedule", dataset_id, "--every", "86400", "--epochs", "2")
+    assert code == 0 and out.startswith(f"dataset {dataset_id} re-audited every 86400 s; next run 20")
+    code, out, _ = run(capsys, "reaudit", dataset_id, "--warm-start")
+    assert (code, out) == (0, f"job 2 queued (re-audit of job {finished_job.job_id})\n")
+    code, out, _ = run(capsys, "reaudit", dataset_id)
+    assert code == 0 and out.startswith("skipped: nothing changed: version 2 is being audited")
+
+    code, out, _ = run(capsys, "report", str(finished_job.job_id), "--limit", "2")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith(f"job {finished_job.job_id}, version 1: ") and "a first audit" in lines[0]
+    assert any(line.startswith("  newly_suspected: ") for line in lines[1:])
 
 
 @sqlite_only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import update
@@ -67,3 +68,47 @@ def test_results(lilaw, finished_job, tmp_path):
         lilaw.download_scores(finished_job.job_id, tmp_path / "scores.xlsx", format="xlsx")
     assert error.value.status_code == 404
     assert not (tmp_path / "scores.xlsx").exists()
+
+
+def newer_copies(x: np.ndarray) -> np.ndarray:
+    """Images that differ from `x` in every pixel value by one: new content, same kind of data."""
+    return np.clip(x.astype(np.int16) + 1, 0, 255).astype(x.dtype)
+
+
+def test_growing_a_dataset_and_reauditing_it(lilaw, finished_job, digits_audit, tmp_path, take_queued_tasks):
+    held, dataset_id = digits_audit.result.dataset, finished_job.dataset_id
+    path = tmp_path / "week-2.npz"
+    np.savez(
+        path,
+        x=np.concatenate([newer_copies(held.x[:20]), held.x[:2]]),
+        y=np.concatenate([held.y[:20], held.y[:2]]),
+        sample_ids=np.array([f"week-2-{i}" for i in range(22)]),
+    )
+    appended = lilaw.append_samples(dataset_id, path)
+    assert (appended.version, appended.num_added, appended.num_duplicates) == (2, 20, 2)
+    assert appended.duplicates[0] == {"sample_id": "week-2-20", "duplicate_of": held.sample_ids[0]}
+    assert [version.version for version in lilaw.versions(dataset_id)] == [1, 2]
+    diff = lilaw.diff_versions(dataset_id, base=1)
+    assert (diff.version, diff.num_added, diff.num_removed, diff.added[0]) == (2, 20, 0, "week-2-0")
+
+    schedule = lilaw.set_schedule(dataset_id, cron="0 3 * * 1", warm_start=True, epochs=2)
+    assert (schedule.cron, schedule.warm_start, schedule.config["epochs"]) == ("0 3 * * 1", True, 2)
+    assert (schedule.next_run_at.weekday(), schedule.next_run_at.hour) == (0, 3)
+
+    started = lilaw.reaudit(dataset_id, warm_start=True, epochs=2)
+    job = started.job
+    assert (job.dataset_version, job.previous_job_id, job.warm_start, job.config["epochs"]) == (
+        2, finished_job.job_id, True, 2,
+    )  # fmt: skip
+    assert take_queued_tasks()[-1]["args"] == [job.id]  # after the first audit's own
+    again = lilaw.reaudit(dataset_id)
+    assert again.job is None and "version 2 is being audited" in again.skipped
+
+    report = lilaw.report(finished_job.job_id, limit=3)
+    assert report.previous_job_id is None and len(report.samples["newly_suspected"]) == min(3, report.num_suspected)
+    with pytest.raises(LilawAPIError) as error:
+        lilaw.report(job.id)
+    assert error.value.status_code == 409
+
+    created = lilaw.set_webhook(dataset_id, "http://127.0.0.1:9/hook")
+    assert len(created.secret) >= 32 and lilaw.webhook_deliveries(dataset_id) == []
