@@ -111,10 +111,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("webhook_deliveries")
     op.drop_table("dataset_webhooks")
-    for column in ("schedule_id", "previous_job_id"):
+    for column, table in (("schedule_id", "audit_schedules"), ("previous_job_id", "audit_jobs")):
         if _postgres():
-            op.drop_constraint(f"fk_audit_jobs_{column}_{'audit_schedules' if column == 'schedule_id' else 'audit_jobs'}",
-                               "audit_jobs", type_="foreignkey")
+            op.drop_constraint(f"fk_audit_jobs_{column}_{table}", "audit_jobs", type_="foreignkey")
         op.drop_column("audit_jobs", column)
     op.drop_column("audit_jobs", "warm_start")
     op.drop_table("audit_schedules")
