@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: int = 600
     # How often beat looks for due re-audit schedules and webhook deliveries to retry.
     schedule_tick_s: int = 60
+    # Webhooks may call loopback, private and link-local addresses (a receiver on this host or the
+    # internal network). Off by default: an owner's webhook must not reach the service's network.
+    webhook_allow_private_hosts: bool = False
 
     @property
     def resolved_database_url(self) -> str:

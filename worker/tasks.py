@@ -50,4 +50,5 @@ def run_due_schedules() -> list[dict]:
 
 @app.task(name=WEBHOOKS_TASK)
 def deliver_webhooks() -> int:
-    return len(webhooks.deliver_due(job_sessions()))
+    allow_private_hosts = get_settings().webhook_allow_private_hosts
+    return len(webhooks.deliver_due(job_sessions(), allow_private_hosts=allow_private_hosts))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import CurrentOwner, SessionDep
+from api.deps import CurrentOwner, SessionDep, SettingsDep
 from api.schemas import DeliveryPublic, ErrorPublic, WebhookCreate, WebhookCreated, WebhookPublic
 from core.services import datasets, webhooks
 from core.store.models import utcnow
@@ -27,11 +27,15 @@ router = APIRouter(
 
 
 @router.put("")
-def set_webhook(dataset_id: int, body: WebhookCreate, owner: CurrentOwner, session: SessionDep) -> WebhookCreated:
+def set_webhook(
+    dataset_id: int, body: WebhookCreate, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
+) -> WebhookCreated:
     """Call `url` whenever a re-audit of the dataset finishes (replacing the webhook set before).
     Keep the secret from this response: every call is signed with it, and it is never shown again."""
     datasets.get_dataset(session, owner.id, dataset_id)
-    webhook, secret = webhooks.set_webhook(session, dataset_id, body.url, body.secret)
+    webhook, secret = webhooks.set_webhook(
+        session, dataset_id, body.url, body.secret, allow_private_hosts=settings.webhook_allow_private_hosts
+    )
     return WebhookCreated(
         id=webhook.id, dataset_id=dataset_id, url=webhook.url, created_at=webhook.created_at, secret=secret
     )

@@ -19,6 +19,12 @@ followed, no answer within 10 s, a refused connection) is a failed attempt, retr
 delivery is failed, and the owner can send it again (`retry_delivery`). Each attempt goes to the
 webhook's URL and is signed with its secret as they are at the time of the attempt.
 
+Webhooks reach public addresses only, unless `Settings.webhook_allow_private_hosts`: a URL whose
+host is, or resolves to, a loopback, private, link-local or otherwise non-public address is
+refused when it is set and at every attempt (so that an owner's webhook cannot probe the
+service's own network). The check resolves the host just before the call; it does not pin the
+address for the call itself, so a receiver's DNS that changes its answer in between is not caught.
+
 Deliveries live in the database: the worker queues one in the transaction that finishes a
 re-audit and `deliver_due` (the worker's periodic task) attempts the due ones, so a restart loses
 nothing. Several workers may run `deliver_due` at once: each claims a delivery in a short
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,11 +82,18 @@ class Attempt:
     error: str | None  # None when delivered
 
 
-def set_webhook(session: Session, dataset_id: int, url: str, secret: str | None = None) -> tuple[DatasetWebhook, str]:
+def set_webhook(
+    session: Session, dataset_id: int, url: str, secret: str | None = None, *, allow_private_hosts: bool = False
+) -> tuple[DatasetWebhook, str]:
     """Create or replace the dataset's webhook; returns it with its secret (a random one when
     none is given), which signs every call. Pending deliveries go to the new URL, signed with the
-    new secret."""
+    new secret. A host that names a non-public address is refused unless `allow_private_hosts`."""
     check_url(url)
+    if not allow_private_hosts:
+        host = urlsplit(url).hostname or ""
+        literal = _ip(host)
+        if host.lower().rstrip(".") == "localhost" or (literal is not None and not _public(literal)):
+            raise InvalidParameterError(f"invalid webhook URL {url[:100]!r}: {_PRIVATE_HOST.format(host=host)}")
     if secret is not None and not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
         raise InvalidParameterError(
             f"the webhook secret must have {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters, got {len(secret)}"
@@ -117,6 +132,42 @@ def _url_problem(url: str) -> str | None:
         return "it must start with http:// or https://"
     if not parts.hostname:
         return "it has no host"
+    return None
+
+
+_PRIVATE_HOST = (
+    "{host} is not a public address; webhooks reach public addresses only "
+    "(LILAW_WEBHOOK_ALLOW_PRIVATE_HOSTS=true allows others)"
+)
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return None
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return address.is_global and not address.is_multicast
+
+
+def _private_host_problem(url: str) -> str | None:
+    """Why the URL's host may not be called (it does not resolve, or resolves to a non-public
+    address); None when every address it resolves to is public."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        return f"could not resolve {host}: {error}"
+    private = sorted({info[4][0] for info in found if not _public(ipaddress.ip_address(info[4][0].split("%")[0]))})
+    if private:
+        return _PRIVATE_HOST.format(host=host if _ip(host) else f"{host} ({', '.join(private)})")
     return None
 
 
@@ -230,11 +281,13 @@ def deliver_due(
     now: datetime | None = None,
     client: httpx.Client | None = None,
     limit: int = 100,
+    allow_private_hosts: bool = False,
 ) -> list[Attempt]:
     """Attempt the pending deliveries due at `now` (at most `limit`, the longest due first), one
     after the other; returns the attempts this call made (deliveries that another worker claimed
     first are left out). With `now` given, every attempt happens at `now` (tests move time by
-    hand); else each attempt is stamped with the time it is made."""
+    hand); else each attempt is stamped with the time it is made. A URL whose host resolves to a
+    non-public address is a failed attempt, not called, unless `allow_private_hosts`."""
     clock: Callable[[], datetime] = utcnow if now is None else (lambda: now)
     with session_scope(sessions) as session:
         due = session.scalars(
@@ -249,7 +302,8 @@ def deliver_due(
     if client is None:
         client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
     try:
-        return [attempt for delivery_id in due if (attempt := _attempt(sessions, delivery_id, clock(), client))]
+        attempts = (_attempt(sessions, delivery_id, clock(), client, allow_private_hosts) for delivery_id in due)
+        return [attempt for attempt in attempts if attempt is not None]
     finally:
         if own_client:
             client.close()
@@ -263,12 +317,17 @@ class _Call:
     body: bytes
 
 
-def _attempt(sessions: sessionmaker[Session], delivery_id: int, now: datetime, client: httpx.Client) -> Attempt | None:
+def _attempt(
+    sessions: sessionmaker[Session], delivery_id: int, now: datetime, client: httpx.Client, allow_private_hosts: bool
+) -> Attempt | None:
     call = _claim(sessions, delivery_id, now)
     if call is None:
         return None
+    refused = None if allow_private_hosts or call.secret is None else _private_host_problem(call.url)
     if call.secret is None:
         status_code, error = None, WEBHOOK_REMOVED
+    elif refused is not None:
+        status_code, error = None, _short(f"not called: {refused}")
     else:
         status_code, error = _post(client, call, delivery_id, now)
     with session_scope(sessions) as session:

@@ -95,7 +95,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
     """Settings of a fresh service; also in the environment, for what reads `get_settings()`."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    env = {"LILAW_DATA_DIR": str(data_dir)}
+    # The tests' webhook receivers listen on loopback, which a service refuses by default.
+    env = {"LILAW_DATA_DIR": str(data_dir), "LILAW_WEBHOOK_ALLOW_PRIVATE_HOSTS": "true"}
     if request.param == "sqlite":
         shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "lilaw.sqlite")
     else:

@@ -8,7 +8,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from core.services import webhooks
 from core.store.models import utcnow
 
@@ -91,7 +93,7 @@ def test_a_test_call_is_signed_delivered_and_listed(client, alice, dataset_id, s
     assert (ping["event"], ping["status"], ping["attempts"], ping["job_id"]) == ("ping", "pending", 0, None)
     assert receiver.calls == []  # the worker's pass makes the call
 
-    [attempt] = webhooks.deliver_due(sessions)
+    [attempt] = webhooks.deliver_due(sessions, allow_private_hosts=True)
 
     assert attempt.delivery_id == ping["id"]
     [call] = receiver.calls
@@ -118,7 +120,7 @@ def test_a_failed_delivery_is_listed_with_its_error_and_retried(client, alice, d
     second = client.post(f"{path}/test", headers=alice).json()
     now = utcnow()
     for _ in range(webhooks.MAX_ATTEMPTS):  # time moves on by hand to each retry
-        attempts = webhooks.deliver_due(sessions, now=now)
+        attempts = webhooks.deliver_due(sessions, allow_private_hosts=True, now=now)
         assert {attempt.delivery_id for attempt in attempts} == {first["id"], second["id"]}
         now += webhooks.backoff(attempts[0].attempts)
 
@@ -137,10 +139,18 @@ def test_a_failed_delivery_is_listed_with_its_error_and_retried(client, alice, d
     assert (retried.json()["status"], retried.json()["attempts"], retried.json()["last_error"]) == (
         "pending", 0, failed["last_error"],
     )  # fmt: skip
-    [attempt] = webhooks.deliver_due(sessions, now=utcnow() + timedelta(seconds=1))
+    [attempt] = webhooks.deliver_due(sessions, allow_private_hosts=True, now=utcnow() + timedelta(seconds=1))
     assert attempt.delivery_id == first["id"]
     listed = client.get(f"{path}/deliveries", headers=alice).json()
     statuses = {delivery["id"]: delivery["status"] for delivery in listed}
     assert statuses == {first["id"]: "delivered", second["id"]: "failed"}
     assert len(receiver.calls) == 2 * webhooks.MAX_ATTEMPTS + 1
     assert client.post(f"{path}/deliveries/999999/retry", headers=alice).status_code == 404
+
+
+def test_a_service_refuses_webhooks_into_its_own_network_by_default(settings, alice, dataset_id):
+    strict = create_app(settings.model_copy(update={"webhook_allow_private_hosts": False}))
+    with TestClient(strict) as client:
+        response = client.put(f"/datasets/{dataset_id}/webhook", json={"url": "http://127.0.0.1:8000/h"}, headers=alice)
+    assert response.status_code == 422
+    assert "127.0.0.1 is not a public address" in response.json()["detail"]

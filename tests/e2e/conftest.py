@@ -133,6 +133,7 @@ def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
         "job_soft_time_limit_s": 900,
         # Tests advance time for schedules and webhook retries themselves: beat stays out of it.
         "schedule_tick_s": 3600,
+        "webhook_allow_private_hosts": True,  # the tests' receivers listen on loopback
     }
     urls = {"LILAW_DATABASE_URL": db_url, "LILAW_BROKER_URL": broker_url}
     settings = Settings(**values, **urls)

@@ -28,7 +28,7 @@ def test_a_reaudit_is_reported_against_the_previous_audit_and_announced(sessions
     with session_scope(sessions) as session:
         job = session.get(AuditJob, first, options=[joinedload(AuditJob.dataset_version)])
         owner_id, dataset_id = job.owner_id, job.dataset_version.dataset_id
-        set_webhook(session, dataset_id, "http://127.0.0.1:9/hook", "s" * 32)
+        set_webhook(session, dataset_id, "http://127.0.0.1:9/hook", "s" * 32, allow_private_hosts=True)
     add_version(dataset_id)
     with session_scope(sessions) as session:
         started = start_reaudit(session, owner_id, dataset_id, AuditConfig(epochs=2, batch_size=64), warm_start=True)

@@ -52,7 +52,7 @@ def closed_port_url() -> str:
 
 def hook(sessions, dataset_id: int, url: str, secret: str | None = SECRET) -> str:
     with session_scope(sessions) as session:
-        return webhooks.set_webhook(session, dataset_id, url, secret)[1]
+        return webhooks.set_webhook(session, dataset_id, url, secret, allow_private_hosts=True)[1]
 
 
 def enqueue(sessions, dataset_id: int, payload: dict = PAYLOAD, *, now: datetime = T0) -> int:
@@ -66,7 +66,7 @@ def delivery(sessions, delivery_id: int) -> WebhookDelivery:
 
 
 def deliver(sessions, at: datetime) -> list[webhooks.Attempt]:
-    return webhooks.deliver_due(sessions, now=at)
+    return webhooks.deliver_due(sessions, now=at, allow_private_hosts=True)  # the receivers are on loopback
 
 
 def test_the_receiver_gets_the_payload_signed_with_the_secret(sessions, dataset_id, receiver_for):
@@ -327,3 +327,31 @@ def test_a_given_secret_must_be_long_enough(sessions, dataset_id):
         webhooks.delete_webhook(session, dataset_id)
         with pytest.raises(NotFoundError):
             webhooks.delete_webhook(session, dataset_id)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[::ffff:192.168.0.1]/hook",
+    ],
+)
+def test_a_webhook_to_a_non_public_address_is_refused_by_default(sessions, dataset_id, url):
+    with session_scope(sessions) as session, pytest.raises(InvalidParameterError, match="is not a public address"):
+        webhooks.set_webhook(session, dataset_id, url)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_call_to_a_host_that_resolves_to_a_non_public_address_is_not_made(sessions, dataset_id, receiver_for, host):
+    receiver = receiver_for([200])
+    hook(sessions, dataset_id, receiver.url.replace("127.0.0.1", host))  # allowed when it was set...
+    enqueue(sessions, dataset_id)
+
+    [attempt] = webhooks.deliver_due(sessions, now=T0)  # ...but not by this worker
+    assert (attempt.status, attempt.attempts, attempt.status_code) == (DeliveryStatus.PENDING, 1, None)
+    assert attempt.error.startswith(f"not called: {host}") and "is not a public address" in attempt.error
+    assert receiver.calls == []
