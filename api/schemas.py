@@ -5,7 +5,7 @@ Every score is oriented higher = more suspicious; `orientation` fields say what 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -117,7 +117,19 @@ class AuditSettings(BaseModel):
     pretrained: bool = Field(False, description="timm backbones: start from pretrained weights in the worker's cache")
     image_size: int | None = Field(None, ge=1, description="resize images to this size inside the model")
 
-    def audit_config(self) -> AuditConfig:
+    def audit_config(self, based_on: AuditConfig | None = None) -> AuditConfig:
+        """The configuration asked for; with `based_on`, the fields the request leaves out keep
+        their values there (a re-audit that changes only the epochs keeps the rest)."""
+        config = self._config()
+        if based_on is None:
+            return config
+        lilaw_fields = {"meta_batch_size", "clamp"}
+        given = self.model_fields_set & set(AuditSettings.model_fields)
+        changes = {name: getattr(config, name) for name in given - lilaw_fields}
+        lilaw = replace(based_on.lilaw, **{name: getattr(config.lilaw, name) for name in given & lilaw_fields})
+        return replace(based_on, **changes, lilaw=lilaw)
+
+    def _config(self) -> AuditConfig:
         return AuditConfig(
             model=self.model,
             epochs=self.epochs,
@@ -600,7 +612,10 @@ class ScheduleCreate(BaseModel):
     interval_seconds: int | None = Field(None, ge=60, description="instead of cron: run every so many seconds")
     warm_start: bool = Field(False, description="start each re-audit from the previous job's model")
     enabled: bool = True
-    audit: AuditSettings = Field(default_factory=AuditSettings, description="how the re-audits train")
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings,
+        description="how the re-audits train; options left out are those of the dataset's newest succeeded job",
+    )
 
 
 class SchedulePublic(BaseModel):
@@ -624,7 +639,9 @@ class ReauditCreate(BaseModel):
 
     force: bool = Field(False, description="re-audit even if the latest version is audited already")
     warm_start: bool = Field(False, description="start from the previous job's model (fewer epochs suffice)")
-    audit: AuditSettings | None = Field(None, description="default: the previous job's configuration")
+    audit: AuditSettings | None = Field(
+        None, description="training options to change; the others are those of the previous job"
+    )
 
 
 class ReauditPublic(BaseModel):

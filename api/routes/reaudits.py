@@ -32,14 +32,15 @@ router = APIRouter(
 @router.put("/datasets/{dataset_id}/schedule")
 def set_schedule(dataset_id: int, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
     """Re-audit the dataset on a schedule: a cron expression (UTC) or an interval. Each run
-    audits the latest version, unless it is audited already. Takes effect without a restart."""
+    audits the latest version, unless it is audited already. Training options left out of `audit`
+    are those of the dataset's newest succeeded job. Takes effect without a restart."""
     schedule = schedules.set_schedule(
         session,
         owner.id,
         dataset_id,
         cron=body.cron,
         interval_seconds=body.interval_seconds,
-        config=body.audit.audit_config(),
+        config=body.audit.audit_config(based_on=reaudits.base_config(session, owner.id, dataset_id)),
         warm_start=body.warm_start,
         enabled=body.enabled,
     )
@@ -64,9 +65,11 @@ def delete_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -
 def start_reaudit(
     dataset_id: int, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep
 ) -> ReauditPublic:
-    """Re-audit the dataset's latest version now, compared with its newest succeeded job (whose
-    configuration it reuses unless `audit` is given). Skipped when nothing changed, unless forced."""
-    config = None if body.audit is None else body.audit.audit_config()
+    """Re-audit the dataset's latest version now, compared with its newest succeeded job, whose
+    configuration it reuses for the training options `audit` leaves out. Skipped when nothing
+    changed, unless forced."""
+    base = reaudits.base_config(session, owner.id, dataset_id)
+    config = base if body.audit is None else body.audit.audit_config(based_on=base)
     started = reaudits.start_reaudit(
         session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force
     )

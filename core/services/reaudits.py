@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, joinedload
 from core.audit import AuditConfig
 from core.services import ConflictError, decisions
 from core.services.decisions import SampleDecisions
-from core.services.datasets import get_version
+from core.services.datasets import get_dataset, get_version
 from core.services.jobs import create_job
 from core.store.models import AuditJob, DatasetVersion, JobStatus, Sample, SampleScore
 
@@ -82,15 +82,15 @@ def start_reaudit(
     session: Session,
     owner_id: int,
     dataset_id: int,
-    config: AuditConfig | None,
+    config: AuditConfig,
     *,
     warm_start: bool = False,
     force: bool = False,
     schedule_id: int | None = None,
 ) -> ReauditStart:
     """A queued re-audit of the dataset's latest version, compared with (and, with `warm_start`,
-    started from) the dataset's newest succeeded job, whose configuration it reuses when `config`
-    is None. Skipped, unless `force`, when the latest version is audited already or being audited."""
+    started from) the dataset's newest succeeded job. Skipped, unless `force`, when the latest
+    version is audited already or being audited."""
     latest = get_version(session, owner_id, dataset_id)
     if not force:
         done = session.scalar(
@@ -106,14 +106,20 @@ def start_reaudit(
             state = "being audited" if done.status in ACTIVE else "audited already"
             return ReauditStart(None, f"nothing changed: version {latest.version} is {state} (job {done.id})")
     previous = newest_succeeded_job(session, dataset_id)
-    if config is None:
-        config = AuditConfig() if previous is None else AuditConfig.from_dict(previous.config)
     job = create_job(session, owner_id, dataset_id, latest.version, config)
     job.previous_job_id = None if previous is None else previous.id
     job.warm_start = warm_start and previous is not None
     job.schedule_id = schedule_id
     session.flush()
     return ReauditStart(job)
+
+
+def base_config(session: Session, owner_id: int, dataset_id: int) -> AuditConfig:
+    """What a re-audit of the owner's dataset trains with unless told otherwise: the configuration
+    of the dataset's newest succeeded job (the defaults when there is none)."""
+    get_dataset(session, owner_id, dataset_id)
+    previous = newest_succeeded_job(session, dataset_id)
+    return AuditConfig() if previous is None else AuditConfig.from_dict(previous.config)
 
 
 def newest_succeeded_job(session: Session, dataset_id: int) -> AuditJob | None:

@@ -4,6 +4,7 @@ and reads back, what is skipped, and that nobody else reaches them."""
 from __future__ import annotations
 
 from core.services.webhooks import deliver_due
+from core.store import AuditJob, session_scope
 
 
 def test_a_schedule_is_set_read_changed_and_removed(client, alice, bob, finished_job):
@@ -32,6 +33,25 @@ def test_a_reaudit_of_an_audited_version_is_skipped_unless_forced(client, alice,
     assert (forced["previous_job_id"], forced["warm_start"], forced["status"]) == (finished_job.job_id, True, "queued")
     assert forced["config"]["epochs"] == finished_job.num_epochs  # the previous job's configuration
     assert [task["args"] for task in take_queued_tasks()][-1] == [forced["id"]]
+
+
+def test_a_reaudit_or_schedule_changes_only_the_training_options_it_names(client, alice, finished_job, sessions):
+    with session_scope(sessions) as session:
+        job = session.get(AuditJob, finished_job.job_id)
+        lilaw = {**job.config["lilaw"], "clamp": True}
+        job.config = {**job.config, "batch_size": 32, "inject_noise": "uniform:0.2", "lilaw": lilaw}
+    dataset = finished_job.dataset_id
+
+    started = client.post(f"/datasets/{dataset}/reaudits", json={"force": True, "audit": {"epochs": 1}}, headers=alice)
+    config = started.json()["job"]["config"]
+    assert (config["epochs"], config["batch_size"], config["inject_noise"], config["lilaw"]["clamp"]) == (
+        1, 32, "uniform:0.2", True,
+    )  # fmt: skip
+    schedule = client.put(
+        f"/datasets/{dataset}/schedule", json={"cron": "0 3 * * 1", "audit": {"meta_batch_size": 8}}, headers=alice
+    ).json()
+    lilaw = schedule["config"]["lilaw"]
+    assert (schedule["config"]["batch_size"], lilaw["meta_batch_size"], lilaw["clamp"]) == (32, 8, True)
 
 
 def test_the_report_of_a_first_audit_lists_every_suspect_as_new(client, alice, bob, finished_job):
