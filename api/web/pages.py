@@ -3,7 +3,8 @@ session cookie set by the login form (see `api.deps`).
 
 /ui/login   a form taking an API key; the key goes into an HTTP-only, SameSite=Strict cookie
 /ui/jobs    the caller's jobs
-/ui/jobs/N  a job: live progress, alpha/beta/delta over training, score histogram, ROC and PR curves
+/ui/jobs/N  a job: live progress, alpha/beta/delta over training, score histogram, ROC and PR curves,
+            and for a re-audit what changed since the audit before it
 /ui/jobs/N/review  the review queue, keyboard first
 """
 
@@ -20,12 +21,13 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from api.auth import KeyHolder, key_holder
-from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep
-from core.services import NotFoundError, jobs, results
-from core.store.models import AuditJob
+from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep, SettingsDep
+from core.services import NotFoundError, jobs, reaudits, results
+from core.store.models import AuditJob, JobStatus
 
 WEB_DIR = Path(__file__).parent
 SESSION_MAX_AGE_S = 12 * 3600
+REPORT_LISTED_SAMPLES = 5  # sample ids the job page shows per list of a re-audit's report
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -92,13 +94,18 @@ def job_list(request: Request, viewer: PageViewer, session: SessionDep) -> Respo
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: int, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+def job_page(
+    job_id: int, request: Request, viewer: PageViewer, session: SessionDep, settings: SettingsDep
+) -> Response:
     if viewer is None:
         return _to_login(request)
     job = _job(session, viewer, job_id)
     if job is None:
         return _not_found(request, viewer, job_id)
-    return _page(request, "job.html", viewer, job=job, data={"job_id": job.id})
+    report = None
+    if job.previous_job_id is not None and job.status is JobStatus.SUCCEEDED:
+        report = reaudits.reaudit_report(session, job, settings.data_dir, limit=REPORT_LISTED_SAMPLES)
+    return _page(request, "job.html", viewer, job=job, report=report, data={"job_id": job.id})
 
 
 @router.get("/jobs/{job_id}/review")

@@ -259,6 +259,12 @@ def finished_job(client: TestClient, alice, sessions, settings: Settings, digits
     return FinishedJob(dataset_id=dataset_id, job_id=job_id, audit=digits_audit)
 
 
+@pytest.fixture
+def finish_job(sessions: sessionmaker[Session], settings: Settings, digits_audit: DigitsAudit) -> Callable[[int], None]:
+    """Writes the digits audit's results into a job of the digits dataset, as the worker does."""
+    return lambda job_id: write_results(sessions, settings, job_id, digits_audit)
+
+
 def write_results(sessions: sessionmaker[Session], settings: Settings, job_id: int, audit: DigitsAudit) -> None:
     result = audit.result
     model_path = settings.job_dir / str(job_id) / "model.pt"

@@ -75,3 +75,17 @@ def test_pages_of_another_owners_job_are_not_found(client, bob, finished_job):
 def test_login_redirects_only_to_the_sites_pages(client, alice):
     for target in ("https://evil.example/", "//evil.example/ui/", "/jobs/1/export.csv"):
         assert log_in(client, alice, target).headers["location"] == "/ui/jobs"
+
+
+@sqlite_only
+def test_a_reaudits_page_shows_what_changed_since_the_audit_before_it(client, alice, finished_job, finish_job):
+    reaudit = client.post(f"/datasets/{finished_job.dataset_id}/reaudits", json={"force": True}, headers=alice)
+    second = reaudit.json()["job"]["id"]
+    finish_job(second)
+    log_in(client, alice)
+
+    page = client.get(f"/ui/jobs/{second}")
+    assert page.status_code == 200 and f'Since job <a href="/ui/jobs/{finished_job.job_id}">' in page.text
+    suspected = int((finished_job.audit.result.scores["aum"] > 0).sum())
+    assert f"{suspected} of {finished_job.num_samples} samples suspected" in page.text
+    assert "Since job" not in client.get(f"/ui/jobs/{finished_job.job_id}").text  # a first audit
