@@ -1,7 +1,8 @@
 """`lilaw-audit`: the local `audit` command, `create-key` on the server's machine, and client
 commands against a running service (`upload`, `submit`, `status`, `suspects`, `download`,
-`cancel`, and for growing datasets `append`, `reaudit`, `report`, `schedule`). The service's URL and API key come from --url / --api-key or LILAW_URL /
-LILAW_API_KEY. The worker's commands (`up`, `worker`...) join when `worker.cli` is installed."""
+`cancel`, and for growing datasets `append`, `reaudit`, `report`, `schedule`). The service's
+URL and API key come from --url / --api-key or LILAW_URL / LILAW_API_KEY. The worker's commands
+(`up`, `worker`...) join when `worker.cli` is installed."""
 
 from __future__ import annotations
 

@@ -345,7 +345,9 @@ def _warm_start(
 ) -> tuple[WarmStart | None, str]:
     """The trained model and final α, β, δ of the job's previous job, and a note on what was used.
     A previous job with other classes, another model or no model file gives a cold start."""
-    previous = None if job.previous_job_id is None else session.get(AuditJob, job.previous_job_id, options=[joinedload(AuditJob.dataset_version)])
+    previous = None
+    if job.previous_job_id is not None:
+        previous = session.get(AuditJob, job.previous_job_id, options=[joinedload(AuditJob.dataset_version)])
     if previous is None or previous.status is not JobStatus.SUCCEEDED:
         return None, "cold start: the previous job is gone or did not succeed"
     previous_config = _audit_config(previous.config)
