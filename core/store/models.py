@@ -102,6 +102,18 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(default=utcnow, server_default=func.now())
 
 
+def _status_enum(statuses: type[StrEnum]) -> Enum:
+    """A status column: its values stored as short strings (a CHECK constraint in the migration
+    lists them), not as a database enum type."""
+    return Enum(
+        statuses,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
 class Owner(Base):
     __tablename__ = "owners"
 
@@ -222,17 +234,7 @@ class AuditJob(Base):
         ForeignKey("dataset_versions.id", ondelete="CASCADE"), index=True
     )
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[JobStatus] = mapped_column(
-        Enum(
-            JobStatus,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda statuses: [status.value for status in statuses],
-        ),
-        default=JobStatus.QUEUED,
-        index=True,
-    )
+    status: Mapped[JobStatus] = mapped_column(_status_enum(JobStatus), default=JobStatus.QUEUED, index=True)
     epoch: Mapped[int] = mapped_column(default=0)
     total_epochs: Mapped[int | None]
     step: Mapped[int] = mapped_column(default=0)
@@ -455,16 +457,7 @@ class WebhookDelivery(Base):
     event: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(String(2048))
     payload: Mapped[dict[str, Any]]
-    status: Mapped[DeliveryStatus] = mapped_column(
-        Enum(
-            DeliveryStatus,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda statuses: [status.value for status in statuses],
-        ),
-        default=DeliveryStatus.PENDING,
-    )
+    status: Mapped[DeliveryStatus] = mapped_column(_status_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None]
