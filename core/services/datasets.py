@@ -161,11 +161,13 @@ def add_version(
     blob_sha256: str,
     blob_uri: str,
     flags: list[bool | None] | None = None,
+    hashes: list[str] | None = None,
     parent_version: int | None = None,
     change: dict[str, Any] | None = None,
 ) -> Dataset:
     """The next version of the owner's dataset `name` (created when new) holding `loaded`, with
-    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones)."""
+    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones) and
+    `hashes` the samples' content hashes (default: computed from `loaded`)."""
     dataset = session.scalar(select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name))
     if dataset is None:
         dataset = Dataset(owner_id=owner_id, name=name)
@@ -189,7 +191,8 @@ def add_version(
     _flush(session, name)
     if flags is None:
         flags = [None] * len(loaded) if loaded.is_mislabeled is None else loaded.is_mislabeled.tolist()
-    hashes = content_hashes(loaded.x)
+    if hashes is None:
+        hashes = content_hashes(loaded.x)
     session.execute(
         insert(Sample),
         [

@@ -6,9 +6,10 @@ the next one in memory and stores it as an .npz blob (`x`, `y`, `sample_ids`, `c
 so the worker reads every version the same way. A sample keeps its id in every version; its
 known flag (`Sample.is_mislabeled`) is carried over from the version it came from.
 
-Exact duplicates are found by content: `core.dataset.content_hashes` digests each sample as loaded (pixels
-after resizing, features as float32). An appended sample whose content is already in the
-dataset, or earlier in the same upload, is reported and not added.
+Exact duplicates are found by content: `core.dataset.content_hashes` digests each sample as
+loaded (pixels after resizing, features as float32), once, when its version is stored
+(`Sample.content_hash`). An appended sample whose content is already in the dataset, or earlier
+in the same upload, is reported and not added.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def append_samples(
         current = _load(base, settings)
         appended = _load_appended(blob, base, current)
         check_sample_ids(appended)
-        grown, duplicates = _grow(current, appended)
+        flags, hashes = _stored_samples(session, base, current)
+        grown, duplicates, grown_hashes = _grow(current, hashes, appended)
     except AuditError:
         store.discard_if_unused(session, blob)
         raise
@@ -88,7 +90,7 @@ def append_samples(
             f"nothing to append: all {len(duplicates)} samples are already in the dataset "
             f"(e.g. {first.sample_id!r} duplicates {first.duplicate_of!r})"
         )
-    flags = _flags(session, base) + _appended_flags(appended, duplicates)
+    flags += _appended_flags(appended, duplicates)
     new_classes = grown.class_names[len(current.class_names) :]
     change = {
         "kind": "append",
@@ -98,7 +100,7 @@ def append_samples(
         "duplicates": [{"sample_id": d.sample_id, "duplicate_of": d.duplicate_of} for d in duplicates[:LISTED_IDS]],
         "new_classes": new_classes,
     }
-    dataset = _store_version(session, store, owner_id, base, grown, flags, change)
+    dataset = _store_version(session, store, owner_id, base, grown, flags, grown_hashes, change)
     return dataset, duplicates
 
 
@@ -122,7 +124,7 @@ def apply_relabels(
             + (f" ({conflicts} sample(s) have conflicting decisions)" if conflicts else "")
         )
     current = _load(base, settings)
-    flags = _flags(session, base)
+    flags, hashes = _stored_samples(session, base, current)
     class_index = {name: i for i, name in enumerate(current.class_names)}
     keep = np.array([changes.get(i) != REMOVED for i in range(len(current))])
     y = current.y.copy()
@@ -141,7 +143,8 @@ def apply_relabels(
         "num_conflicts": sum(1 for outcome in outcomes.values() if outcome is None),
     }
     kept_flags = [flag for flag, kept in zip(flags, keep) if kept]
-    return _store_version(session, store, owner_id, base, changed, kept_flags, change)
+    kept_hashes = [digest for digest, kept in zip(hashes, keep) if kept]
+    return _store_version(session, store, owner_id, base, changed, kept_flags, kept_hashes, change)
 
 
 def diff_versions(session: Session, owner_id: int, dataset_id: int, base: int, version: int) -> VersionDiff:
@@ -182,11 +185,14 @@ def _load_appended(blob: Blob, base: DatasetVersion, current: AuditDataset) -> A
     return appended
 
 
-def _grow(current: AuditDataset, appended: AuditDataset) -> tuple[AuditDataset, list[Duplicate]]:
-    """`current` plus the samples of `appended` not in it, and the duplicates left out."""
-    known = dict(zip(content_hashes(current.x), current.sample_ids))
+def _grow(
+    current: AuditDataset, current_hashes: list[str], appended: AuditDataset
+) -> tuple[AuditDataset, list[Duplicate], list[str]]:
+    """`current` plus the samples of `appended` not in it, the duplicates left out, and the
+    content hashes of the grown dataset's samples."""
+    known = dict(zip(current_hashes, current.sample_ids))
     existing_ids = set(current.sample_ids)
-    keep, duplicates, clashes = [], [], []
+    keep, added_hashes, duplicates, clashes = [], [], [], []
     for index, (digest, sample_id) in enumerate(zip(content_hashes(appended.x), appended.sample_ids)):
         if digest in known:
             duplicates.append(Duplicate(sample_id, known[digest]))
@@ -195,6 +201,7 @@ def _grow(current: AuditDataset, appended: AuditDataset) -> tuple[AuditDataset, 
         else:
             known[digest] = sample_id
             keep.append(index)
+            added_hashes.append(digest)
     if clashes:
         shown = ", ".join(repr(sample_id) for sample_id in clashes[:5])
         raise DatasetError(
@@ -212,14 +219,23 @@ def _grow(current: AuditDataset, appended: AuditDataset) -> tuple[AuditDataset, 
         class_names=class_names,
         sample_ids=current.sample_ids + added.sample_ids,
     )
-    return grown, duplicates
+    return grown, duplicates, current_hashes + added_hashes
 
 
-def _flags(session: Session, version: DatasetVersion) -> list[bool | None]:
-    statement = (
-        select(Sample.is_mislabeled).where(Sample.dataset_version_id == version.id).order_by(Sample.sample_index)
-    )
-    return list(session.scalars(statement))
+def _stored_samples(
+    session: Session, version: DatasetVersion, loaded: AuditDataset
+) -> tuple[list[bool | None], list[str]]:
+    """The known flags and content hashes of the version's samples, in sample order; the hashes
+    are computed from `loaded` (the version as loaded) for versions stored without them."""
+    rows = session.execute(
+        select(Sample.is_mislabeled, Sample.content_hash)
+        .where(Sample.dataset_version_id == version.id)
+        .order_by(Sample.sample_index)
+    ).all()
+    hashes = [digest for _, digest in rows]
+    if any(digest is None for digest in hashes):
+        hashes = content_hashes(loaded.x)
+    return [flag for flag, _ in rows], hashes
 
 
 def _appended_flags(appended: AuditDataset, duplicates: list[Duplicate]) -> list[bool | None]:
@@ -242,6 +258,7 @@ def _store_version(
     base: DatasetVersion,
     dataset: AuditDataset,
     flags: list[bool | None],
+    hashes: list[str],
     change: dict[str, Any],
 ) -> Dataset:
     blob = store.save_arrays(
@@ -256,5 +273,5 @@ def _store_version(
     dataset.meta = {"format": "npz"}
     return add_version(
         session, owner_id, name, dataset, blob_sha256=blob.sha256, blob_uri=blob.uri,
-        flags=flags, parent_version=base.version, change=change,
+        flags=flags, hashes=hashes, parent_version=base.version, change=change,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from core.dataset import content_hashes
@@ -97,7 +97,8 @@ def test_appending_adds_the_new_samples_and_reports_the_duplicates(
     assert [row.sample_id for row in rows] == original.sample_ids + [f"new-{i}" for i in range(NEW)]
     flags = [row.is_mislabeled for row in rows]
     assert flags == original.is_mislabeled.tolist() + growth["flags"][:NEW].tolist()
-    assert all(row.content_hash for row in rows)
+    added = growth["x"][:NEW].astype(original.x.dtype)
+    assert [row.content_hash for row in rows] == content_hashes(original.x) + content_hashes(added)
 
     # The worker audits the new version from its stored snapshot.
     job_id = client.post("/jobs", json={"dataset_id": dataset_id, "epochs": 1}, headers=alice).json()["id"]
@@ -107,6 +108,15 @@ def test_appending_adds_the_new_samples_and_reports_the_duplicates(
             SampleScore.sample_index.desc()).limit(1))
         assert scored == len(original) + NEW - 1
         assert session.get(AuditJob, job_id, options=[joinedload(AuditJob.dataset_version)]).dataset_version.version == 2
+
+
+def test_duplicates_are_found_in_a_version_stored_without_content_hashes(client, alice, dataset_id, growth, sessions):
+    with session_scope(sessions) as session:
+        stored = Sample.dataset_version.has(dataset_id=dataset_id)
+        session.execute(update(Sample).where(stored).values(content_hash=None))
+
+    body = append(client, alice, dataset_id, npz_bytes(**growth)).json()
+    assert (body["num_added"], body["num_duplicates"]) == (NEW, DUPLICATES)
 
 
 def test_appending_nothing_new_is_a_conflict_and_changes_nothing(
