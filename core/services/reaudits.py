@@ -187,23 +187,27 @@ def reopened_samples(session: Session, job: AuditJob, reviews: dict[int, SampleD
     """Sample indexes of the job that reviewers decided in an earlier job and that the job ranks
     at least `REOPEN_PERCENTILE_RISE` more suspicious than that job did (see the module docs).
     `reviews` are the job's decisions (`decisions.job_decisions`)."""
-    decided_in: dict[int, int] = {}  # sample index -> the job of its newest applicable decision
+    decided_in: dict[str, int] = {}  # sample id -> the job of its newest applicable decision
+    index_of: dict[str, int] = {}
     for review in decisions.decided(reviews):
         newest = max(review.applicable, key=lambda decision: decision.id)
         if newest.job_id is not None and newest.job_id != job.id:
-            decided_in[review.sample_index] = newest.job_id
+            decided_in[review.sample_id] = newest.job_id
+            index_of[review.sample_id] = review.sample_index
     if not decided_in:
         return set()
-    now = _percentiles(session, job, decided_in)
+    now = _percentiles(session, job, list(decided_in))
     reopened = set()
     for earlier_job_id in set(decided_in.values()):
         earlier_job = session.get(AuditJob, earlier_job_id)
-        indexes = {index for index, job_id in decided_in.items() if job_id == earlier_job_id}
         if earlier_job is None or earlier_job.status is not JobStatus.SUCCEEDED:
             continue
-        then = _percentiles_by_id(session, earlier_job, {reviews[index].sample_id: index for index in indexes})
+        decided_there = [sample_id for sample_id, in_job in decided_in.items() if in_job == earlier_job_id]
+        then = _percentiles(session, earlier_job, decided_there)
         reopened |= {
-            index for index in indexes if index in then and now.get(index, 0.0) - then[index] >= REOPEN_PERCENTILE_RISE
+            index_of[sample_id]
+            for sample_id, percentile in then.items()
+            if now.get(sample_id, 0.0) - percentile >= REOPEN_PERCENTILE_RISE
         }
     return reopened
 
@@ -230,19 +234,8 @@ def _job_scores(session: Session, job: AuditJob) -> dict[str, _Score]:
     }
 
 
-def _percentiles(session: Session, job: AuditJob, indexes) -> dict[int, float]:
-    """1 − (rank − 1) / N of the job's samples at `indexes`: 1.0 = the most suspicious."""
-    count = job.dataset_version.num_samples
-    rows = session.execute(
-        select(SampleScore.sample_index, SampleScore.rank).where(
-            SampleScore.job_id == job.id, SampleScore.sample_index.in_(list(indexes))
-        )
-    )
-    return {index: 1 - (rank - 1) / count for index, rank in rows}
-
-
-def _percentiles_by_id(session: Session, job: AuditJob, index_by_id: dict[str, int]) -> dict[int, float]:
-    """The percentiles in `job` of samples named by id, keyed by the index `index_by_id` maps them to."""
+def _percentiles(session: Session, job: AuditJob, sample_ids: list[str]) -> dict[str, float]:
+    """1 − (rank − 1) / N in the job of the samples named by id: 1.0 = the most suspicious."""
     count = session.get(DatasetVersion, job.dataset_version_id).num_samples
     rows = session.execute(
         select(Sample.sample_id, SampleScore.rank)
@@ -250,6 +243,6 @@ def _percentiles_by_id(session: Session, job: AuditJob, index_by_id: dict[str, i
             SampleScore,
             and_(SampleScore.job_id == job.id, SampleScore.sample_index == Sample.sample_index),
         )
-        .where(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_id.in_(list(index_by_id)))
+        .where(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_id.in_(sample_ids))
     )
-    return {index_by_id[sample_id]: 1 - (rank - 1) / count for sample_id, rank in rows}
+    return {sample_id: 1 - (rank - 1) / count for sample_id, rank in rows}
