@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY core core
 COPY api api
 COPY worker worker
+COPY cli cli
 COPY migrations migrations
 RUN pip install . \
     && useradd --create-home --uid 1000 lilaw \

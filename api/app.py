@@ -14,7 +14,8 @@ from api.queue import AuditQueue
 from api.routes import datasets, jobs, reaudits, results, review, versions, webhooks
 from api.web import pages
 from core.settings import Settings, get_settings
-from core.store.db import make_engine, make_session_factory, upgrade_database
+from core.store.db import make_engine, make_session_factory
+from migrations import upgrade_database
 from worker.celery_app import make_celery
 
 DESCRIPTION = """Find mislabeled samples with LiLAW (Lightweight Learnable Adaptive Weighting).

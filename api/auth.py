@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from core.services import InvalidParameterError
 from core.settings import Settings
-from core.store.db import make_engine, make_session_factory, session_scope, upgrade_database
+from core.store.db import make_engine, make_session_factory, session_scope
 from core.store.models import ApiKey, Owner
+from migrations import upgrade_database
 
 KEY_PREFIX = "lilaw_"
 DISPLAY_PREFIX_LENGTH = 12

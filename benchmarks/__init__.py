@@ -1,2 +1,2 @@
 """Benchmarks. Run each as a module from the repository root, e.g. `python -m benchmarks.detection`,
-so that benchmarks/logging.py does not shadow the standard library's logging module."""
+so that their imports of `benchmarks` and `core` resolve."""

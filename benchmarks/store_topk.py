@@ -38,10 +38,10 @@ from core.store import (  # noqa: E402
     sample_dynamics,
     session_scope,
     top_suspects,
-    upgrade_database,
     write_epoch,
     write_scores,
 )
+from migrations import upgrade_database  # noqa: E402
 
 
 @contextmanager

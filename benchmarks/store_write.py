@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.dynamics import FLOAT_FIELDS, EpochDynamics  # noqa: E402
 from core.store import AuditJob, DatasetVersion, Dataset, Owner, SampleEpoch  # noqa: E402
-from core.store import create_job_partition, make_engine, upgrade_database, write_epoch  # noqa: E402
+from core.store import create_job_partition, make_engine, write_epoch  # noqa: E402
+from migrations import upgrade_database  # noqa: E402
 
 COLUMNS = ("job_id", "epoch", "sample_index", "split", *FLOAT_FIELDS[:7], "predicted", *FLOAT_FIELDS[7:])
 

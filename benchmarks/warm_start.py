@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from core.audit import AuditConfig, AuditResult, prepare_dataset, run_audit
-from core.engine import WarmStart
+from core.checkpoints import WarmStart
 from core.loaders import load_dataset
 from core.metrics import detection_metrics
 from core.models import build_model

@@ -15,37 +15,11 @@ validation batch and never backpropagates through the network.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
+from core.audit_config import LilawConfig
 from core.errors import ConfigError
-
-
-@dataclass
-class LilawConfig:
-    alpha: float = 10.0
-    beta: float = 2.0
-    delta: float = 6.0
-    lr: float = 0.005
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    # Validation samples per meta step. Algorithm 1 does not fix it; the overhead benchmark
-    # (benchmarks/overhead.py) shows why a small one is the default.
-    meta_batch_size: int = 32
-    # The paper's text states ordering constraints (α ≥ 1, β ≤ δ ≤ α) that Algorithm 1 never
-    # applies. Off by default, so the default is Algorithm 1 exactly; on, each meta step ends
-    # by projecting (α, β, δ) back into that region.
-    clamp: bool = False
-
-    def validate(self) -> None:
-        if self.lr < 0 or self.weight_decay < 0:
-            raise ConfigError("LiLAW learning rate and weight decay must be >= 0")
-        if self.warmup_epochs < 0:
-            raise ConfigError("warm-up epochs must be >= 0")
-        if self.meta_batch_size < 1:
-            raise ConfigError("meta batch size must be >= 1")
 
 
 def lilaw_weights(

@@ -1,111 +1,23 @@
 """Per-sample mislabel scores computed from recorded training dynamics.
 
-Every score is oriented so that HIGHER = MORE SUSPICIOUS (more likely mislabeled). Where the raw
-quantity is high for clean samples it is negated; `ORIENTATION` records, per score, the sign applied
-to the raw quantity and what that quantity is, so reports can show it.
+Every score is oriented so that HIGHER = MORE SUSPICIOUS (more likely mislabeled). Which scores
+there are, the sign each applies to its raw quantity and the dynamics field of each per-epoch
+score are declared in `core.score_registry`; this module does the arithmetic.
 
 Scores come from one `DynamicsHistory` (arrays [E, N], row e = epoch e+1) at no extra training
 cost: LiLAW's weights, the baselines of the paper's Table 16 (AUM, DataMaps, Data-IQ, EL2N, loss,
 forgetting) and, when out-of-sample probabilities from cross-fitting are given, cleanlab's
 confident-learning scores. The public functions validate their inputs and raise `ValueError`
-naming the problem; small `_compute_*` helpers do the arithmetic. numpy only.
+naming the problem; small `_compute_*` helpers do the arithmetic. numpy only (cleanlab is
+imported by `cleanlab_label_issues` alone).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from cleanlab.filter import find_label_issues
 
 from core.dynamics import FLOAT_FIELDS, DynamicsHistory
-
-SCORE_NAMES = (
-    "w_alpha",
-    "w_beta",
-    "w_delta",
-    "w",
-    "aum",
-    "datamaps_confidence",
-    "datamaps_variability",
-    "dataiq_aleatoric",
-    "el2n",
-    "loss",
-    "forgetting",
-    "cl_self_confidence",
-    "cl_normalized_margin",
-)
-
-EPOCH_SCORE_NAMES = ("w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "el2n", "loss")
-CLEANLAB_SCORE_NAMES = ("cl_self_confidence", "cl_normalized_margin")
-
-ORIENTATION: dict[str, dict[str, str]] = {
-    "w_alpha": {
-        "sign": "-",
-        "description": "mean W_alpha = sigmoid(alpha*s_y - s_max), negated. W_alpha is near 1 when "
-        "the given label is confidently predicted and falls as s_y drops below s_max.",
-    },
-    "w_beta": {
-        "sign": "+",
-        "description": "mean W_beta = sigmoid(s_max - beta*s_y), as is. By its geometry W_beta "
-        "decreases monotonically in s_y, so it is largest when s_y << s_max.",
-    },
-    "w_delta": {
-        "sign": "+",
-        "description": "mean W_delta = exp(-(delta*s_y - s_max)^2 / 2), as is. It peaks at "
-        "s_y = s_max/delta (a low s_y) and vanishes for confidently learned labels; not monotone.",
-    },
-    "w": {
-        "sign": "+",
-        "description": "mean W = W_alpha + W_beta + W_delta, as is. With the default alpha, beta, "
-        "delta it is larger for s_y ~ 0 than for s_y = s_max ~ 1, but it is not monotone in s_y.",
-    },
-    "aum": {
-        "sign": "-",
-        "description": "mean logit margin (logit of the given label minus the largest other "
-        "logit), negated (Pleiss et al., 2020).",
-    },
-    "datamaps_confidence": {
-        "sign": "-",
-        "description": "mean probability of the given label over epochs, negated "
-        "(Swayamdipta et al., 2020).",
-    },
-    "datamaps_variability": {
-        "sign": "-",
-        "description": "population standard deviation of the probability of the given label over "
-        "epochs, negated (Swayamdipta et al., 2020). Measured (docs/benchmarks.md): mislabeled "
-        "samples are the 'hard-to-learn' region, consistently low p, so low variability is the "
-        "suspicious end; high variability marks ambiguous samples instead.",
-    },
-    "dataiq_aleatoric": {
-        "sign": "-",
-        "description": "mean over epochs of p*(1-p), p the probability of the given label, negated "
-        "(Seedat et al., 2022). It peaks at p = 0.5; mislabeled samples sit near p = 0 (Data-IQ's "
-        "'hard' group: low confidence, low aleatoric uncertainty), so low is suspicious (measured).",
-    },
-    "el2n": {
-        "sign": "+",
-        "description": "mean EL2N = ||softmax - onehot(y)||_2 over epochs, as is (Paul et al.).",
-    },
-    "loss": {
-        "sign": "+",
-        "description": "mean unweighted per-sample loss over epochs, as is.",
-    },
-    "forgetting": {
-        "sign": "+",
-        "description": "number of forgetting events (correct at epoch e, wrong at e+1; correct "
-        "means predicted == given label), as is; samples never correct in the window score "
-        "(number of epochs + 1), above every sample that was learned (Toneva et al., 2019).",
-    },
-    "cl_self_confidence": {
-        "sign": "-",
-        "description": "cleanlab self-confidence p_oos[y] on out-of-sample probabilities, "
-        "reported as 1 - p_oos[y].",
-    },
-    "cl_normalized_margin": {
-        "sign": "-",
-        "description": "margin p_oos[y] - max_{j != y} p_oos[j] on out-of-sample probabilities, "
-        "negated; cleanlab's normalized margin is (margin + 1)/2, so the ranking is the same.",
-    },
-}
+from core.score_registry import EPOCH_SCORE_NAMES, SCORE_BY_NAME, SCORE_NAMES, SCORES
 
 _PROB_SUM_TOLERANCE = 1e-2
 
@@ -139,9 +51,9 @@ def compute_scores(
 
     p_label = history.p_label[rows].astype(np.float64)
     scores = _compute_mean_scores(history, rows)
-    scores["datamaps_variability"] = -_compute_variability(p_label)
-    scores["dataiq_aleatoric"] = -_compute_aleatoric(p_label)
-    scores["forgetting"] = _compute_forgetting(_compute_correct(history, rows, labels))
+    scores["datamaps_variability"] = _oriented("datamaps_variability", _compute_variability(p_label))
+    scores["dataiq_aleatoric"] = _oriented("dataiq_aleatoric", _compute_aleatoric(p_label))
+    scores["forgetting"] = _oriented("forgetting", _compute_forgetting(_compute_correct(history, rows, labels)))
     if oos_probs is not None:
         scores["cl_self_confidence"] = _compute_self_confidence(probs, labels)
         scores["cl_normalized_margin"] = _compute_normalized_margin(probs, labels)
@@ -161,6 +73,8 @@ def cleanlab_label_issues(oos_probs: np.ndarray, labels: np.ndarray) -> np.ndarr
     """cleanlab's `find_label_issues` with its defaults (filter_by="prune_by_noise_rate"): a bool
     mask [N], True = label issue. Runs single-process (`n_jobs=1`; cleanlab's result does not
     depend on it) so it also works inside daemonic worker processes."""
+    from cleanlab.filter import find_label_issues  # heavy; only this function needs it
+
     probs = check_probs(oos_probs, name="oos_probs")
     labels = check_labels(labels, probs.shape[0], num_classes=probs.shape[1])
     return np.asarray(find_label_issues(labels, probs, n_jobs=1), dtype=bool)
@@ -263,19 +177,16 @@ def _window_rows(history: DynamicsHistory, first_epoch: int, last_epoch: int | N
 
 
 def _compute_mean_scores(history: DynamicsHistory, rows: np.ndarray) -> dict[str, np.ndarray]:
-    def mean(name: str) -> np.ndarray:
-        return getattr(history, name)[rows].astype(np.float64).mean(axis=0)
-
+    """Every per-epoch score averaged over `rows`: its dynamics field's mean, with its sign."""
     return {
-        "w_alpha": -mean("w_alpha"),
-        "w_beta": mean("w_beta"),
-        "w_delta": mean("w_delta"),
-        "w": mean("w"),
-        "aum": -mean("margin"),
-        "datamaps_confidence": -mean("p_label"),
-        "el2n": mean("el2n"),
-        "loss": mean("loss"),
+        score.name: score.apply_sign(getattr(history, score.epoch_field)[rows].astype(np.float64).mean(axis=0))
+        for score in SCORES
+        if score.epoch_field
     }
+
+
+def _oriented(name: str, raw: np.ndarray) -> np.ndarray:
+    return SCORE_BY_NAME[name].apply_sign(raw)
 
 
 def _compute_variability(p_label: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Alembic environment. The database is, in order of precedence: a connection handed over by
-`core.store.db.upgrade_database` (config.attributes["connection"]), the LILAW_DATABASE_URL
+`migrations.upgrade_database` (config.attributes["connection"]), the LILAW_DATABASE_URL
 environment variable, or `sqlalchemy.url` in alembic.ini."""
 
 import os

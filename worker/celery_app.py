@@ -3,12 +3,16 @@
 Embedded mode runs over kombu's SQLAlchemy transport on a SQLite file; production over Redis.
 Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. Beat's periodic
 tasks (the reaper of stuck jobs, due re-audit schedules, webhook deliveries) go to
-`audit.maintenance`, which every worker consumes too by default (see worker.cli).
+`audit.maintenance`, which every worker consumes too by default (`lilaw-audit worker`).
+
+Building the app touches no file: the data dir, which holds the SQLite broker and beat's
+schedule, is created when a worker or beat starts on `app`, or when `declare_queues` connects.
 """
 
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import import_modules
 from kombu import Exchange, Queue
 
 from core.settings import Settings, get_settings
@@ -27,7 +31,6 @@ def maintenance_queue(settings: Settings) -> str:
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     hard_limit = int(settings.job_soft_time_limit_s * 1.2)
     broker_url = settings.resolved_broker_url
     # kombu's SQLAlchemy transport hands its options to create_engine and never redelivers a
@@ -69,9 +72,17 @@ def declare_queues(settings: Settings) -> None:
     """Create the broker's queues before the processes start. kombu's SQLAlchemy transport creates
     a queue on first use and fails when two processes do so at once (a worker and beat starting
     together on a new broker file)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     with make_celery(settings).connection_for_write() as connection:
         for name in (settings.audit_queue, maintenance_queue(settings)):
             Queue(name, Exchange(name), routing_key=name)(connection.default_channel).declare()
 
 
 app = make_celery()
+
+
+@import_modules.connect(sender=app)
+def create_data_dir(sender: Celery, **_: object) -> None:
+    """A worker or beat starting on `app` imports its task modules first, before it connects to
+    the broker or opens its schedule file."""
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from functools import lru_cache
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import audit_runs, schedules, webhooks
+from core.services import audit_runs, job_claims, schedules, webhooks
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
 from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK, app
@@ -25,8 +25,8 @@ def job_sessions() -> sessionmaker[Session]:
 class AuditTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         """Whatever escaped the service (a time limit, a lost database) marks the job failed."""
-        message = audit_runs.failure_message(exc)
-        audit_runs.mark_failed(job_sessions(), args[0], message, get_settings(), task_id=task_id)
+        message = job_claims.failure_message(exc)
+        job_claims.mark_failed(job_sessions(), args[0], message, get_settings(), task_id=task_id)
 
 
 @app.task(bind=True, base=AuditTask, name=AUDIT_TASK)
@@ -39,7 +39,7 @@ def audit(self: AuditTask, job_id: int) -> str | None:
 
 @app.task(name=REAP_TASK)
 def reap_stuck_jobs() -> dict[str, list[int]]:
-    return audit_runs.reap_stuck_jobs(job_sessions(), get_settings(), requeue=audit.delay)
+    return job_claims.reap_stuck_jobs(job_sessions(), get_settings(), requeue=audit.delay)
 
 
 @app.task(name=SCHEDULES_TASK)

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import AuditQueueDep, CurrentOwner, SessionDep
+from api.presenters import job_public
 from api.schemas import ErrorPublic, JobCreate, JobPublic
 from core.services import jobs
-from core.store.models import JobStatus
+from core.services.audit_options import audit_config
+from core.statuses import JobStatus
 
 router = APIRouter(
     prefix="/jobs",
@@ -29,9 +31,9 @@ router = APIRouter(
 )
 def submit_audit(body: JobCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep) -> JobPublic:
     """Queue an audit of a dataset version (the latest by default)."""
-    job = jobs.create_job(session, owner.id, body.dataset_id, body.version, body.audit_config())
+    job = jobs.create_job(session, owner.id, body.dataset_id, body.version, audit_config(body.training_options()))
     audit_queue.submit(session, job)
-    return JobPublic.from_job(job)
+    return job_public(job)
 
 
 @router.get("")
@@ -44,7 +46,7 @@ def list_jobs(
 ) -> list[JobPublic]:
     """The caller's jobs, newest first."""
     found = jobs.list_jobs(session, owner.id, dataset_id=dataset_id, status=status, limit=limit)
-    return [JobPublic.from_job(job) for job in found]
+    return [job_public(job) for job in found]
 
 
 @router.get("/{job_id}")
@@ -60,10 +62,10 @@ def get_job(
     """Status, progress, heartbeat, error, timings and the α/β/δ trajectory of a job."""
     job = jobs.get_job(session, owner.id, job_id)
     points = jobs.trajectory(session, job.id, max_points) if trajectory else None
-    return JobPublic.from_job(job, points)
+    return job_public(job, points)
 
 
 @router.post("/{job_id}/cancel", responses={409: {"model": ErrorPublic, "description": "the job has already ended"}})
 def cancel_job(job_id: int, owner: CurrentOwner, session: SessionDep) -> JobPublic:
     """Cancel a queued or running job; the worker stops at its next progress tick."""
-    return JobPublic.from_job(jobs.cancel_job(session, owner.id, job_id))
+    return job_public(jobs.cancel_job(session, owner.id, job_id))

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import AuditQueueDep, CurrentOwner, SessionDep, SettingsDep
+from api.presenters import job_public
 from api.schemas import (
     ErrorPublic,
-    JobPublic,
     ReauditCreate,
     ReauditPublic,
     ReauditReportPublic,
@@ -18,6 +18,8 @@ from api.schemas import (
     SchedulePublic,
 )
 from core.services import jobs, reaudits, schedules
+from core.services.artifacts import job_artifacts
+from core.services.audit_options import audit_config
 
 router = APIRouter(
     tags=["re-audits"],
@@ -34,13 +36,14 @@ def set_schedule(dataset_id: int, body: ScheduleCreate, owner: CurrentOwner, ses
     """Re-audit the dataset on a schedule: a cron expression (UTC) or an interval. Each run
     audits the latest version, unless it is audited already. Training options left out of `audit`
     are those of the dataset's newest succeeded job. Takes effect without a restart."""
+    base = reaudits.base_config(session, owner.id, dataset_id)
     schedule = schedules.set_schedule(
         session,
         owner.id,
         dataset_id,
         cron=body.cron,
         interval_seconds=body.interval_seconds,
-        config=body.audit.audit_config(based_on=reaudits.base_config(session, owner.id, dataset_id)),
+        config=audit_config(body.audit.training_options(), based_on=base),
         warm_start=body.warm_start,
         enabled=body.enabled,
     )
@@ -69,14 +72,14 @@ def start_reaudit(
     configuration it reuses for the training options `audit` leaves out. Skipped when nothing
     changed, unless forced."""
     base = reaudits.base_config(session, owner.id, dataset_id)
-    config = base if body.audit is None else body.audit.audit_config(based_on=base)
+    config = base if body.audit is None else audit_config(body.audit.training_options(), based_on=base)
     started = reaudits.start_reaudit(
         session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force
     )
     if started.job is None:
         return ReauditPublic(job=None, skipped=started.skipped)
     audit_queue.submit(session, started.job)
-    return ReauditPublic(job=JobPublic.from_job(started.job), skipped=None)
+    return ReauditPublic(job=job_public(started.job), skipped=None)
 
 
 @router.get("/jobs/{job_id}/report")
@@ -90,4 +93,5 @@ def reaudit_report(
     """What changed since the audit this job re-audits: newly / no longer / still suspected
     samples, the new samples, and which samples reviewers decided come back to the queue."""
     job = jobs.get_job(session, owner.id, job_id)
-    return ReauditReportPublic.model_validate(reaudits.reaudit_report(session, job, settings.data_dir, limit=limit))
+    report = reaudits.reaudit_report(session, job, job_artifacts(settings, job), limit=limit)
+    return ReauditReportPublic.model_validate(report)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.downloads import csv_bytes, parquet_bytes
+from api.presenters import detection_charts_public, job_metrics_public, sample_dynamics_public, suspect_page_public
 from api.schemas import (
     DetectionChartsPublic,
     ErrorPublic,
@@ -21,6 +22,7 @@ from api.schemas import (
 )
 from core.dynamics import SPLIT_NAMES
 from core.services import InvalidParameterError, jobs, results
+from core.services.artifacts import job_artifacts
 from core.settings import Settings
 from core.store.models import AuditJob
 
@@ -59,7 +61,7 @@ def list_suspects(
     page = results.suspects_page(
         session,
         job,
-        settings.data_dir,
+        job_artifacts(settings, job),
         limit=limit,
         cursor=cursor,
         score=score,
@@ -69,7 +71,7 @@ def list_suspects(
         split=None if split is None else SPLIT_CODES[split],
         min_score=min_score,
     )
-    return SuspectPagePublic.from_page(page, class_names)
+    return suspect_page_public(page, class_names)
 
 
 @router.get("/samples/{sample_index}/dynamics")
@@ -78,8 +80,8 @@ def get_sample_dynamics(
 ) -> SampleDynamicsPublic:
     """One sample's LiLAW weights, loss and prediction at every stored epoch, with its scores."""
     job = jobs.get_job(session, owner.id, job_id)
-    history = results.sample_history(session, job, sample_index, settings.data_dir)
-    return SampleDynamicsPublic.from_history(job.id, history, job.dataset_version.class_names)
+    history = results.sample_history(session, job, sample_index, job_artifacts(settings, job))
+    return sample_dynamics_public(job.id, history, job.dataset_version.class_names)
 
 
 @router.get("/metrics")
@@ -88,8 +90,8 @@ def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings:
     against the known flags, aggregated and per epoch; recomputed first when reviewers' decisions
     changed the known flags since."""
     job = jobs.get_job(session, owner.id, job_id)
-    metrics = results.current_metrics(session, job, settings.data_dir)
-    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), metrics)
+    metrics = results.current_metrics(session, job, job_artifacts(settings, job))
+    return job_metrics_public(job.id, results.default_score(job), metrics)
 
 
 @router.get("/charts", responses={409: {"model": ErrorPublic, "description": "the job has no scores yet"}})
@@ -105,8 +107,8 @@ def get_charts(
     mislabeled, known clean and unknown samples, and every score's ROC and precision-recall
     curves against the known flags."""
     job = jobs.get_job(session, owner.id, job_id)
-    charts = results.detection_charts(session, job, settings.data_dir, bins=bins, max_points=max_points)
-    return DetectionChartsPublic.from_charts(job.id, charts)
+    charts = results.detection_charts(session, job, job_artifacts(settings, job), bins=bins, max_points=max_points)
+    return detection_charts_public(job.id, charts)
 
 
 @router.post(
@@ -117,8 +119,8 @@ def recompute_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, set
     """Recompute a finished job's metrics against its dataset version's current known flags
     (against the injected flags for a job with injected noise)."""
     job = jobs.get_job(session, owner.id, job_id)
-    results.recompute_metrics(session, job, settings.data_dir)
-    return JobMetricsPublic.from_metrics(job.id, results.default_score(job), results.job_metrics(session, job.id))
+    results.recompute_metrics(session, job, job_artifacts(settings, job))
+    return job_metrics_public(job.id, results.default_score(job), results.job_metrics(session, job.id))
 
 
 @router.get(
@@ -159,7 +161,7 @@ def download_scores_parquet(
 def download_model(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The trained model, as the worker saved it."""
     job = jobs.get_job(session, owner.id, job_id)
-    path = results.model_path(job, settings.data_dir)
+    path = results.model_path(job, job_artifacts(settings, job))
     return FileResponse(path, filename=f"job-{job.id}-model{path.suffix}", media_type="application/octet-stream")
 
 
@@ -176,7 +178,7 @@ def _score_table(
 ) -> StreamingResponse:
     results.require_scores(session, job)
     encode, media_type = (csv_bytes, "text/csv") if fmt == "csv" else (parquet_bytes, PARQUET_MEDIA_TYPE)
-    chunks = results.score_table_chunks(sessions, job, job.dataset_version.class_names, settings.data_dir)
+    chunks = results.score_table_chunks(sessions, job, job.dataset_version.class_names, job_artifacts(settings, job))
     return StreamingResponse(
         encode(results.score_table_columns(job), chunks),
         media_type=media_type,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import CurrentReviewer, SessionDep, SessionFactoryDep, SettingsDep
 from api.downloads import csv_bytes, json_array_bytes
+from api.presenters import job_decisions_public, review_queue_public
 from api.routes.results import SPLIT_CODES, class_index
 from api.schemas import (
     DecisionCreate,
@@ -22,6 +23,7 @@ from api.schemas import (
     SplitName,
 )
 from core.services import decisions, jobs, reviews
+from core.services.artifacts import job_artifacts
 from core.services.decisions import Reviewer
 from core.services.previews import THUMBNAIL_SIDE
 from core.services.reviews import EXPORT_COLUMNS, ExportedSample, ReviewStatus
@@ -71,7 +73,7 @@ def review_queue(
         min_score=min_score,
         status=status,
     )
-    return ReviewQueuePublic.from_queue(job, queue)
+    return review_queue_public(job, queue)
 
 
 @router.get(
@@ -107,7 +109,7 @@ def record_decision(
     known clean, for the metrics of the dataset's jobs (where the reviewers agree)."""
     job = jobs.get_job(session, reviewer.owner_id, job_id)
     decision = decisions.record_decision(
-        session, reviewer, job, body.sample_index, body.verdict, body.label, settings.data_dir
+        session, reviewer, job, body.sample_index, body.verdict, body.label, job_artifacts(settings, job)
     )
     return DecisionPublic.model_validate(decision)
 
@@ -135,8 +137,8 @@ def list_decisions(
     """The job's samples with decisions: each reviewer's decision that counts, whether they
     conflict, and whether they agree with the job's known flags (injected, else uploaded)."""
     job = jobs.get_job(session, reviewer.owner_id, job_id)
-    return JobDecisionsPublic.from_reviews(
-        job.id, reviews.reviewed_samples(session, job, settings.data_dir, conflicts_only=conflicts_only)
+    return job_decisions_public(
+        job.id, reviews.reviewed_samples(session, job, job_artifacts(settings, job), conflicts_only=conflicts_only)
     )
 
 
@@ -148,7 +150,7 @@ def _export(
     decided_only: bool,
 ) -> StreamingResponse:  # fmt: skip
     job = jobs.get_job(session, reviewer.owner_id, job_id)
-    chunks = reviews.export_samples(sessions, job, settings.data_dir, decided_only=decided_only)
+    chunks = reviews.export_samples(sessions, job, job_artifacts(settings, job), decided_only=decided_only)
     return StreamingResponse(
         _encoded(fmt, chunks),
         media_type=EXPORT_MEDIA_TYPES[fmt],

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from api.auth import KeyHolder, key_holder
 from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep, SettingsDep
 from core.services import NotFoundError, jobs, reaudits, results
+from core.services.artifacts import job_artifacts
 from core.store.models import AuditJob, JobStatus
 
 WEB_DIR = Path(__file__).parent
@@ -104,7 +105,7 @@ def job_page(
         return _not_found(request, viewer, job_id)
     report = None
     if job.previous_job_id is not None and job.status is JobStatus.SUCCEEDED:
-        report = reaudits.reaudit_report(session, job, settings.data_dir, limit=REPORT_LISTED_SAMPLES)
+        report = reaudits.reaudit_report(session, job, job_artifacts(settings, job), limit=REPORT_LISTED_SAMPLES)
     return _page(request, "job.html", viewer, job=job, report=report, data={"job_id": job.id})
 
 

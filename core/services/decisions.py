@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from core.audit import NoisyLabels
 from core.services import ConflictError, InvalidParameterError, NotFoundError, PermissionDeniedError
-from core.services.job_files import JobLabels, job_labels
+from core.services.artifacts import JobArtifacts
 from core.store.models import AuditJob, Dataset, DatasetVersion, Decision, Sample, utcnow
 from core.verdicts import Verdict, agreed_flag
 
@@ -79,7 +79,7 @@ def record_decision(
     sample_index: int,
     verdict: Verdict,
     label: str | None,
-    data_dir: Path,
+    artifacts: JobArtifacts,
 ) -> Decision:
     """Record the reviewer's verdict on a sample of the job: keep its label, relabel it to `label`
     (a class name of the dataset version), or remove it."""
@@ -87,7 +87,7 @@ def record_decision(
     sample = session.get(Sample, (version.id, sample_index))
     if sample is None:
         raise NotFoundError(f"job {job.id} has no sample {sample_index}")
-    given = version.class_names[_job_label(job, sample, data_dir)]
+    given = version.class_names[_job_label(sample, artifacts)]
     if verdict is Verdict.RELABEL:
         if label is None:
             raise InvalidParameterError("a relabel decision needs the new label")
@@ -128,10 +128,10 @@ def undo_decision(session: Session, reviewer: Reviewer, decision_id: int) -> Dec
     return decision
 
 
-def job_decisions(session: Session, job: AuditJob, data_dir: Path) -> dict[int, SampleDecisions]:
+def job_decisions(session: Session, job: AuditJob, artifacts: JobArtifacts) -> dict[int, SampleDecisions]:
     """The decisions that count on the job's samples, by sample index (samples nobody decided are
     left out)."""
-    return _decisions(session, job.dataset_version, job_labels(job, data_dir))
+    return _decisions(session, job.dataset_version, artifacts.read_labels())
 
 
 def version_decisions(session: Session, version: DatasetVersion) -> dict[int, SampleDecisions]:
@@ -140,7 +140,7 @@ def version_decisions(session: Session, version: DatasetVersion) -> dict[int, Sa
     return _decisions(session, version, None)
 
 
-def _decisions(session: Session, version: DatasetVersion, labels: JobLabels | None) -> dict[int, SampleDecisions]:
+def _decisions(session: Session, version: DatasetVersion, labels: NoisyLabels | None) -> dict[int, SampleDecisions]:
     by_sample: dict[int, list[Decision]] = {}
     samples: dict[int, tuple[str, int, bool | None]] = {}
     for decision, sample_index, label, uploaded_flag in session.execute(_counted_statement(version)):
@@ -187,6 +187,6 @@ def _counted_statement(version: DatasetVersion):
     )
 
 
-def _job_label(job: AuditJob, sample: Sample, data_dir: Path) -> int:
-    labels = job_labels(job, data_dir)
+def _job_label(sample: Sample, artifacts: JobArtifacts) -> int:
+    labels = artifacts.read_labels()
     return sample.label if labels is None else int(labels.labels[sample.sample_index])

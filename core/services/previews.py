@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +20,7 @@ from PIL import Image
 from core.dataset import AuditDataset
 from core.loaders import load_dataset
 from core.services import ConflictError
+from core.services.artifacts import write_atomically
 from core.services.blobs import dataset_source
 from core.settings import Settings
 from core.store.models import DatasetVersion
@@ -56,7 +55,8 @@ def preview_array(version: DatasetVersion, settings: Settings, load: DatasetLoad
     if not path.is_file():
         with _render_lock:
             if not path.is_file():
-                _write_atomically(path, _render(load(), version))
+                rendered = np.ascontiguousarray(_render(load(), version))
+                write_atomically(path, lambda file: np.save(file, rendered, allow_pickle=False))
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
@@ -105,11 +105,3 @@ def _downsampled_series(series: np.ndarray) -> np.ndarray:
         return series.astype(np.float32)
     edges = np.linspace(0, length, SERIES_POINTS + 1).round().astype(int)
     return np.add.reduceat(series, edges[:-1], axis=-1).astype(np.float32) / np.diff(edges).astype(np.float32)
-
-
-def _write_atomically(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as file:
-        np.save(file, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(partial, path)

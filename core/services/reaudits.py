@@ -3,7 +3,7 @@ that compares it with the audit before it, and which decided samples go back to 
 
 A re-audit is a job on the dataset's latest version that points at the dataset's newest earlier
 succeeded job (`previous_job_id`); it is compared with that job and, with `warm_start`, starts
-from that job's trained model (see `core.services.audit_runs`).
+from that job's trained model (see `core.services.warm_start`).
 
 Two documented rules:
 - A sample is *suspected* by a job when its AUM is negative (`aum` score > 0): averaged over the
@@ -18,13 +18,13 @@ Two documented rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.audit import AuditConfig
 from core.services import ConflictError, decisions
+from core.services.artifacts import JobArtifacts
 from core.services.decisions import SampleDecisions
 from core.services.datasets import get_dataset, get_version
 from core.services.jobs import create_job
@@ -132,7 +132,7 @@ def newest_succeeded_job(session: Session, dataset_id: int) -> AuditJob | None:
     )
 
 
-def reaudit_report(session: Session, job: AuditJob, data_dir: Path, *, limit: int = 100) -> ReauditReport:
+def reaudit_report(session: Session, job: AuditJob, artifacts: JobArtifacts, *, limit: int = 100) -> ReauditReport:
     """How the job's suspects differ from those of the job it re-audits (every sample suspected
     counts as newly suspected for a first audit). Lists hold at most `limit` samples each, most
     suspicious first; the counts are complete."""
@@ -148,7 +148,7 @@ def reaudit_report(session: Session, job: AuditJob, data_dir: Path, *, limit: in
             select(Sample.sample_id, Sample.is_mislabeled).where(Sample.dataset_version_id == job.dataset_version_id)
         ).all()
     )
-    reviews = decisions.job_decisions(session, job, data_dir)
+    reviews = decisions.job_decisions(session, job, artifacts)
     reopened = reopened_samples(session, job, reviews)
     decided = {review.sample_index for review in decisions.decided(reviews)}
 

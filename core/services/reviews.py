@@ -15,15 +15,14 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import InvalidParameterError, NotFoundError, decisions, predictions, previews, reaudits, results
+from core.services.artifacts import JobArtifacts, TopClasses, job_artifacts
 from core.services.decisions import SampleDecisions
-from core.services.job_files import job_labels
 from core.settings import Settings
 from core.store.models import AuditJob, Decision, Sample
 from core.store.queries import weight_histories
@@ -163,19 +162,19 @@ def review_queue(
     over the filtered samples on the first page. The previews and the model's top classes are
     made first, before any query: a first visit may take long, and should not hold a transaction."""
     version = job.dataset_version
-    data_dir = settings.data_dir
+    artifacts = job_artifacts(settings, job)
     load = previews.version_loader(version, settings)
-    top = predictions.top_classes(job, data_dir, load)
+    top = predictions.top_classes(job, artifacts, load)
     values = None if version.modality == "image" else previews.preview_array(version, settings, load)
     results.require_scores(session, job)
-    reviews = decisions.job_decisions(session, job, data_dir)
+    reviews = decisions.job_decisions(session, job, artifacts)
     reopened = reaudits.reopened_samples(session, job, reviews)
     decided = {review.sample_index for review in decisions.decided(reviews)} - reopened
     conflicts = {index for index in decided if reviews[index].conflict}
     only, excluding = _status_filter(status, decided, conflicts)
     filters = {"label": label, "split": split, "min_score": min_score}
     page = results.suspects_page(
-        session, job, data_dir, limit=limit, cursor=cursor, only=only, excluding=excluding, **filters
+        session, job, artifacts, limit=limit, cursor=cursor, only=only, excluding=excluding, **filters
     )
     indexes = [ranked.suspect.sample_index for ranked in page.suspects]
     weights = weight_histories(session, job.id, indexes)
@@ -192,9 +191,9 @@ def review_queue(
     progress = None
     if cursor is None:
         progress = ReviewProgress(
-            total=results.count_suspects(session, job, data_dir, **filters),
-            decided=results.count_suspects(session, job, data_dir, only=decided, **filters),
-            conflicts=results.count_suspects(session, job, data_dir, only=conflicts, **filters),
+            total=results.count_suspects(session, job, artifacts, **filters),
+            decided=results.count_suspects(session, job, artifacts, only=decided, **filters),
+            conflicts=results.count_suspects(session, job, artifacts, only=conflicts, **filters),
         )
     return ReviewQueue(items=items, next_cursor=page.next_cursor, progress=progress)
 
@@ -211,21 +210,21 @@ def thumbnail(job: AuditJob, settings: Settings, sample_index: int) -> bytes:
 
 
 def reviewed_samples(
-    session: Session, job: AuditJob, data_dir: Path, *, conflicts_only: bool = False
+    session: Session, job: AuditJob, artifacts: JobArtifacts, *, conflicts_only: bool = False
 ) -> list[SampleDecisions]:
     """The job's samples with decisions, by sample index."""
-    found = decisions.job_decisions(session, job, data_dir).values()
+    found = decisions.job_decisions(session, job, artifacts).values()
     return [review for review in found if review.conflict or not conflicts_only]
 
 
 def export_samples(
-    sessions: sessionmaker[Session], job: AuditJob, data_dir: Path, *, decided_only: bool = False
+    sessions: sessionmaker[Session], job: AuditJob, artifacts: JobArtifacts, *, decided_only: bool = False
 ) -> Iterator[list[ExportedSample]]:
     """The job's samples with their decisions, in chunks by sample index, each chunk read in its
     own short transaction."""
     with sessions() as session:
-        reviews = decisions.job_decisions(session, job, data_dir)
-    labels = job_labels(job, data_dir)
+        reviews = decisions.job_decisions(session, job, artifacts)
+    labels = artifacts.read_labels()
     class_names = job.dataset_version.class_names
     after = -1
     while True:
@@ -263,7 +262,7 @@ def _status_filter(
     }[status]
 
 
-def _top_classes(top: predictions.TopClasses, index: int) -> list[tuple[int, float]]:
+def _top_classes(top: TopClasses, index: int) -> list[tuple[int, float]]:
     return [(int(c), float(p)) for c, p in zip(top.classes[index], top.probabilities[index])]
 
 

@@ -1,7 +1,7 @@
 """Per-dataset webhooks: signed calls when a re-audit of the dataset finishes, retried with backoff.
 
 For receivers. Each call is a `POST` to the webhook's URL whose body is the event as canonical JSON
-(keys sorted, no spaces: `canonical_body`), with the headers
+(keys sorted, no spaces: `webhook_signing.canonical_body`), with the headers
 - `Content-Type: application/json`;
 - `X-LiLAW-Event`: what happened, e.g. `reaudit.completed`, or `ping` for a test call;
 - `X-LiLAW-Delivery`: the delivery id. A retry of a call keeps it (and the body), so a receiver
@@ -9,9 +9,10 @@ For receivers. Each call is a `POST` to the webhook's URL whose body is the even
 - `X-LiLAW-Timestamp`: unix seconds of the attempt;
 - `X-LiLAW-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the webhook's secret, of
   the timestamp, a dot and the raw body: `f"{timestamp}.".encode() + body`.
-Check a call with `verify_signature(secret, body, timestamp, signature, now=...)` before reading the
-body (or reimplement it: compare in constant time, and reject a timestamp more than 5 minutes away
-from your clock, so that a recorded call cannot be replayed later).
+Check a call with `core.services.webhook_signing.verify_signature(secret, body, timestamp,
+signature, now=...)` before reading the body (or reimplement it: compare in constant time, and
+reject a timestamp more than 5 minutes away from your clock, so that a recorded call cannot be
+replayed later).
 
 Any 2xx answer counts as delivered. Anything else (another status, a redirect, which is not
 followed, no answer within 10 s, a refused connection) is a failed attempt, retried after 30 s,
@@ -20,10 +21,8 @@ delivery is failed, and the owner can send it again (`retry_delivery`). Each att
 webhook's URL and is signed with its secret as they are at the time of the attempt.
 
 Webhooks reach public addresses only, unless `Settings.webhook_allow_private_hosts`: a URL whose
-host is, or resolves to, a loopback, private, link-local or otherwise non-public address is
-refused when it is set and at every attempt (so that an owner's webhook cannot probe the
-service's own network). The check resolves the host just before the call; it does not pin the
-address for the call itself, so a receiver's DNS that changes its answer in between is not caught.
+host is, or resolves to, a non-public address is refused when it is set and at every attempt
+(`core.services.webhook_addresses`).
 
 Deliveries live in the database: the worker queues one in the transaction that finishes a
 re-audit and `deliver_due` (the worker's periodic task) attempts the due ones, so a restart loses
@@ -33,13 +32,8 @@ transaction of its own before calling, and no transaction stays open during an H
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import json
 import logging
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,8 +45,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import ConflictError, InvalidParameterError, NotFoundError
+from core.services.webhook_addresses import check_public_host, check_url, private_host_problem
+from core.services.webhook_signing import canonical_body, sign
 from core.store.db import session_scope
 from core.store.models import DatasetWebhook, DeliveryStatus, WebhookDelivery, utcnow
+from core.webhook_limits import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +59,6 @@ LONGEST_RETRY = timedelta(hours=1)
 # While a worker calls, the delivery it claimed is not due for the others (well over the timeout).
 CLAIM_LEASE = timedelta(minutes=2)
 TIMEOUT_S = 10.0
-MIN_SECRET_LENGTH = 16
-MAX_SECRET_LENGTH = 256  # the column's
-MAX_URL_LENGTH = 2048  # the column's
-SIGNATURE_TOLERANCE_S = 300
 MAX_ERROR_LENGTH = 500
 _ANSWER_EXCERPT = 200  # characters of a failed answer's body kept in the error
 WEBHOOK_REMOVED = "the dataset's webhook was removed"
@@ -90,10 +83,7 @@ def set_webhook(
     new secret. A host that names a non-public address is refused unless `allow_private_hosts`."""
     check_url(url)
     if not allow_private_hosts:
-        host = urlsplit(url).hostname or ""
-        literal = _ip(host)
-        if host.lower().rstrip(".") == "localhost" or (literal is not None and not _public(literal)):
-            raise InvalidParameterError(f"invalid webhook URL {url[:100]!r}: {_PRIVATE_HOST.format(host=host)}")
+        check_public_host(url)
     if secret is not None and not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
         raise InvalidParameterError(
             f"the webhook secret must have {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters, got {len(secret)}"
@@ -108,67 +98,6 @@ def set_webhook(
     webhook.url, webhook.secret = url, secret
     session.flush()
     return webhook, secret
-
-
-def check_url(url: str) -> None:
-    """An http(s) URL with a host, which httpx can call; else InvalidParameterError."""
-    problem = _url_problem(url)
-    if problem is not None:
-        raise InvalidParameterError(f"invalid webhook URL {url[:100]!r}: {problem} (expected http(s)://host/path)")
-
-
-def _url_problem(url: str) -> str | None:
-    if len(url) > MAX_URL_LENGTH:
-        return f"longer than {MAX_URL_LENGTH} characters"
-    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in url):
-        return "it contains whitespace or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port out of range
-        httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as error:
-        return str(error)
-    if parts.scheme.lower() not in ("http", "https"):
-        return "it must start with http:// or https://"
-    if not parts.hostname:
-        return "it has no host"
-    return None
-
-
-_PRIVATE_HOST = (
-    "{host} is not a public address; webhooks reach public addresses only "
-    "(LILAW_WEBHOOK_ALLOW_PRIVATE_HOSTS=true allows others)"
-)
-
-
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0])
-    except ValueError:
-        return None
-
-
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not address.is_multicast
-
-
-def _private_host_problem(url: str) -> str | None:
-    """Why the URL's host may not be called (it does not resolve, or resolves to a non-public
-    address); None when every address it resolves to is public."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
-        return f"could not resolve {host}: {error}"
-    private = sorted({info[4][0] for info in found if not _public(ipaddress.ip_address(info[4][0].split("%")[0]))})
-    if private:
-        return _PRIVATE_HOST.format(host=host if _ip(host) else f"{host} ({', '.join(private)})")
-    return None
 
 
 def get_webhook(session: Session, dataset_id: int) -> DatasetWebhook:
@@ -186,40 +115,6 @@ def delete_webhook(session: Session, dataset_id: int) -> None:
 
 def _webhook(session: Session, dataset_id: int) -> DatasetWebhook | None:
     return session.scalar(select(DatasetWebhook).where(DatasetWebhook.dataset_id == dataset_id))
-
-
-def canonical_body(payload: dict[str, Any]) -> bytes:
-    """The body of a call: canonical JSON, the same bytes at every attempt."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The `X-LiLAW-Signature` of a call: `sha256=<hex HMAC-SHA256 of "{timestamp}." + body>`."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify_signature(
-    secret: str,
-    body: bytes,
-    timestamp_header: str | None,
-    signature_header: str | None,
-    *,
-    now: datetime,
-    tolerance_s: float = SIGNATURE_TOLERANCE_S,
-) -> bool:
-    """Whether a call is genuine: its `X-LiLAW-Signature` matches the raw body and its
-    `X-LiLAW-Timestamp`, which is within `tolerance_s` of `now`. Compares in constant time."""
-    if not timestamp_header or not signature_header:
-        return False
-    try:
-        timestamp = int(timestamp_header.strip())
-    except ValueError:
-        return False
-    if abs(now.timestamp() - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body).encode()
-    return hmac.compare_digest(expected, signature_header.strip().encode("utf-8", "surrogateescape"))
 
 
 def enqueue_delivery(
@@ -323,7 +218,7 @@ def _attempt(
     call = _claim(sessions, delivery_id, now)
     if call is None:
         return None
-    refused = None if allow_private_hosts or call.secret is None else _private_host_problem(call.url)
+    refused = None if allow_private_hosts or call.secret is None else private_host_problem(call.url)
     if call.secret is None:
         status_code, error = None, WEBHOOK_REMOVED
     elif refused is not None:

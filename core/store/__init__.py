@@ -3,11 +3,9 @@
 from core.store.db import (
     as_connection,
     database_url,
-    downgrade_database,
     make_engine,
     make_session_factory,
     session_scope,
-    upgrade_database,
 )
 from core.store.dynamics_writer import metric_rows, write_epoch, write_metrics, write_scores, write_trajectory
 from core.store.models import (
@@ -55,7 +53,6 @@ __all__ = [
     "create_job_partition",
     "database_url",
     "delete_job",
-    "downgrade_database",
     "drop_job_dynamics",
     "make_engine",
     "make_session_factory",
@@ -63,7 +60,6 @@ __all__ = [
     "sample_dynamics",
     "session_scope",
     "top_suspects",
-    "upgrade_database",
     "write_epoch",
     "write_metrics",
     "write_scores",

@@ -1,4 +1,5 @@
-"""Engines, sessions and schema upgrades from a database URL (SQLite file or Postgres)."""
+"""Engines and sessions from a database URL (SQLite file or Postgres). The schema comes from the
+migrations (`migrations.upgrade_database`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,31 +77,3 @@ def session_scope(sessions: sessionmaker[Session]) -> Iterator[Session]:
             session.rollback()
             raise
 
-
-def alembic_config() -> Config:
-    """The Alembic configuration of the installed `migrations` package."""
-    import migrations
-
-    config = Config()
-    config.set_main_option("script_location", next(iter(migrations.__path__)))
-    return config
-
-
-def upgrade_database(url: str | URL, revision: str = "head") -> None:
-    """Bring the schema at `url` up to `revision` (the newest by default)."""
-    _run_migration(command.upgrade, url, revision)
-
-
-def downgrade_database(url: str | URL, revision: str = "base") -> None:
-    _run_migration(command.downgrade, url, revision)
-
-
-def _run_migration(migrate: Any, url: str | URL, revision: str) -> None:
-    config = alembic_config()
-    engine = make_engine(url, sqlite_foreign_keys=False)
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            migrate(config, revision)
-    finally:
-        engine.dispose()

@@ -17,9 +17,10 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from core.dynamics import FLOAT_FIELDS, EpochDynamics
+from core.score_registry import SCORE_NAMES
 from core.store.bulk import insert_columns
 from core.store.db import as_connection
-from core.store.models import SCORE_COLUMNS, AuditJob, JobMetric, LilawTrajectoryPoint, SampleEpoch, SampleScore
+from core.store.models import AuditJob, JobMetric, LilawTrajectoryPoint, SampleEpoch, SampleScore
 from core.store.partitions import create_job_partition, partition_name
 
 TRAJECTORY_COLUMNS = ("step", "epoch", "alpha", "beta", "delta")
@@ -75,14 +76,14 @@ def write_scores(
     rank: np.ndarray,
 ) -> int:
     """Store every sample's scores, replacing the job's previous ones. Arrays are indexed by
-    sample_index (0..N-1); `scores` keys are names from `SCORE_COLUMNS` (missing ones stay NULL);
+    sample_index (0..N-1); `scores` keys are names from `SCORE_NAMES` (missing ones stay NULL);
     `rank` is unique, 1 = most suspicious.
 
     Scores come last in a job, so on Postgres this also refreshes the planner statistics of the
     job's freshly loaded rows; without them `top_suspects` can be planned as a quadratic join."""
-    unknown = sorted(set(scores) - set(SCORE_COLUMNS))
+    unknown = sorted(set(scores) - set(SCORE_NAMES))
     if unknown:
-        raise ValueError(f"unknown score names {unknown}; known: {', '.join(SCORE_COLUMNS)}")
+        raise ValueError(f"unknown score names {unknown}; known: {', '.join(SCORE_NAMES)}")
     num_samples = len(rank)
     columns = {"rank": rank, "default_score": default_score, **scores}
     _check_lengths(columns, num_samples)

@@ -1,4 +1,5 @@
-"""Reads the API serves: a job's ranked suspects and samples' dynamics over epochs.
+"""Reads the API serves: a job's ranked suspects, samples' dynamics over epochs and one epoch's
+scores as SQL expressions.
 
 They stay cheap however large the job: suspects walk the (job_id, rank) index and look up each
 row's sample and last-epoch dynamics by primary key; a sample's dynamics are one primary-key
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Row, Select, and_, func, select
 from sqlalchemy.orm import Session
 
+from core.score_registry import SCORE_BY_NAME
 from core.store.models import AuditJob, Sample, SampleEpoch, SampleScore
 
 
@@ -36,6 +38,15 @@ class Suspect:
 def last_epoch(session: Session, job_id: int) -> int | None:
     """The newest epoch with stored dynamics for the job."""
     return session.scalar(select(func.max(SampleEpoch.epoch)).where(SampleEpoch.job_id == job_id))
+
+
+def epoch_score(name: str) -> ColumnElement:
+    """Score `name` at one epoch as an expression over a `sample_epochs` row, higher = more
+    suspicious: its dynamics field with its sign, as `core.scores.epoch_scores` computes it."""
+    score = SCORE_BY_NAME[name]
+    if score.epoch_field is None:
+        raise ValueError(f"score {name!r} has no per-epoch form")
+    return score.apply_sign(getattr(SampleEpoch, score.epoch_field))
 
 
 def suspects_select(job_id: int, version_id: int, dynamics_epoch: int | None, *extra: ColumnElement) -> Select:

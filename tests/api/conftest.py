@@ -5,13 +5,11 @@
 - postgres: a Postgres database created for the session (rows deleted before each test) and
   Celery over Redis, with a queue of its own per test, as in production.
 
-Postgres and Redis come from LILAW_TEST_POSTGRES_URL / LILAW_TEST_REDIS_URL (defaults on
-127.0.0.1); when unreachable the postgres cases skip, except under CI=true, where they fail.
+The Postgres database comes from tests/conftest.py's `make_database`, Redis from its `redis_url`.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,8 +23,7 @@ import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from kombu import Connection
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
@@ -36,57 +33,27 @@ from core.dynamics import EpochDynamics
 from core.loaders import load_dataset
 from core.noise import apply_noise
 from core.settings import Settings, get_settings
-from core.store import Base, Dataset, DatasetVersion, Sample, session_scope, upgrade_database
-from core.store.db import database_url
+from core.store import Base, Dataset, DatasetVersion, Sample, session_scope
 from core.store.dynamics_writer import metric_rows, write_epoch, write_metrics, write_scores, write_trajectory
 from core.store.models import AuditJob, JobStatus
+from migrations import upgrade_database
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 AUDIT_EPOCHS = 3
 AUDIT_SAMPLES = 300
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (required under CI)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "lilaw.sqlite"
-    upgrade_database(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    server = create_engine(
-        database_url(os.environ.get("LILAW_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        server.connect().close()
-    except OperationalError as error:
-        _unavailable(f"Postgres is unreachable: {error}")
-    name = f"lilaw_api_{uuid.uuid4().hex[:12]}"
-    with server.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    url = server.url.set(database=name).render_as_string(hide_password=False)
+def sqlite_template(make_database: Callable[[str], str]) -> Path:
+    """A SQLite database migrated to head, copied into the data dir of each sqlite case."""
+    url = make_database("sqlite")
     upgrade_database(url)
-    yield url
-    with server.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    server.dispose()
+    return Path(make_url(url).database)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    url = os.environ.get("LILAW_TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    try:
-        redis.Redis.from_url(url).ping()
-    except redis.RedisError as error:
-        _unavailable(f"Redis is unreachable: {error}")
+def postgres_url(make_database: Callable[[str], str]) -> str:
+    url = make_database("postgresql")
+    upgrade_database(url)
     return url
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import update
 
 from api.client import LilawAPIError, LilawClient
+from core.audit_config import DEFAULT_SCORE
 from core.store import AuditJob, JobStatus, session_scope
-from core.audit import DEFAULT_SCORE
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from api.auth import create_api_key
-from api.cli import main
+from cli.main import main
 from core.metrics import detection_report
 from core.store import AuditJob, session_scope
 from core.store.dynamics_writer import write_scores

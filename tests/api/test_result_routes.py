@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from core.audit_config import DEFAULT_SCORE
 from core.metrics import detection_report
-from core.scores import EPOCH_SCORE_NAMES, epoch_scores
+from core.score_registry import EPOCH_SCORE_NAMES
+from core.scores import epoch_scores
 from core.store import AuditJob, session_scope
-from core.audit import DEFAULT_SCORE
 
 
 def all_suspects(client, headers, job_id, **params) -> list[dict]:

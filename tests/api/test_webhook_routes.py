@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core.services import webhooks
+from core.services import webhook_signing, webhooks
 from core.store.models import utcnow
 
 SECRET = "a-secret-of-the-data-ops-team"
@@ -100,7 +100,7 @@ def test_a_test_call_is_signed_delivered_and_listed(client, alice, dataset_id, s
     assert json.loads(call["body"]) == {"event": "ping", "dataset_id": dataset_id}
     headers = {name.lower(): value for name, value in call["headers"].items()}
     assert (headers["x-lilaw-event"], headers["x-lilaw-delivery"]) == ("ping", str(ping["id"]))
-    assert webhooks.verify_signature(
+    assert webhook_signing.verify_signature(
         secret, call["body"], headers["x-lilaw-timestamp"], headers["x-lilaw-signature"], now=utcnow()
     )
     [delivery] = client.get(f"{path}/deliveries", headers=alice).json()

@@ -4,12 +4,13 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from core.audit import AuditConfig, run_audit
-from api.cli import main
+from core.audit import AuditConfig, NoisyLabels, prepare_dataset, run_audit
+from cli.main import main
 from core.loaders import load_dataset
 from core.scores import SCORE_NAMES
 
@@ -56,8 +57,29 @@ def test_cross_fit_adds_confident_learning_scores():
 def test_plain_weighting_trains_the_same_model_and_still_scores(tmp_path):
     dataset = load_dataset("digits", limit=300)
     result = run_audit(dataset, AuditConfig(epochs=2, weighting="none"))
+    assert result.noisy_labels is None
     assert np.allclose(result.trajectory[:, 2:], [10, 2, 6])
     assert len(result.rank) == 300 and sorted(result.rank) == list(range(1, 301))
+
+
+def test_noise_is_drawn_once_and_an_audit_given_labels_drawn_earlier_trains_on_them():
+    dataset = load_dataset("digits", limit=300)
+    config = AuditConfig(epochs=1, batch_size=64, inject_noise="uniform:0.2")
+    handed = []
+    drawn = run_audit(dataset, config, on_noise=handed.append)
+
+    assert len(handed) == 1 and handed[0] is drawn.noisy_labels
+    assert drawn.noisy_labels.is_mislabeled.sum() == 60
+    assert np.array_equal(drawn.dataset.y, drawn.noisy_labels.labels)
+    assert np.array_equal(drawn.noisy_labels.true_labels, dataset.y)
+
+    other = prepare_dataset(dataset, replace(config, noise_seed=1))
+    earlier = NoisyLabels(other.y, other.is_mislabeled, other.true_labels)
+    resumed = run_audit(dataset, config, noisy_labels=earlier, on_noise=handed.append)
+
+    assert len(handed) == 1 and resumed.noisy_labels is earlier
+    assert np.array_equal(resumed.dataset.y, earlier.labels) and not np.array_equal(earlier.labels, drawn.dataset.y)
+    assert resumed.detection["aggregate"][resumed.default_score]["num_mislabeled"] == 60
 
 
 @pytest.mark.parametrize(
@@ -70,7 +92,7 @@ def test_plain_weighting_trains_the_same_model_and_still_scores(tmp_path):
     ],
 )
 def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "api.cli", *args, "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "cli", *args, "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -80,6 +102,6 @@ def test_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path, args
 def test_malformed_file_is_reported_cleanly(tmp_path):
     bad = tmp_path / "labels.npz"
     np.savez(bad, x=np.zeros((10, 4), dtype=np.float32), y=np.zeros(10, dtype=np.int64))  # a single class
-    proc = subprocess.run([sys.executable, "-m", "api.cli", "audit", str(bad), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "cli", "audit", str(bad), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "class" in proc.stderr and "Traceback" not in proc.stderr

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from core.errors import ConfigError
-from core.models import build_model, check_model, default_model_name
+from core.models import build_model, check_model, default_model_name, penultimate_features
 
 
 @pytest.mark.parametrize(
@@ -16,6 +16,21 @@ from core.models import build_model, check_model, default_model_name
 def test_models_map_a_batch_to_class_logits(name, modality, shape):
     model = build_model(name, modality, shape, num_classes=7)
     assert model(torch.randn(4, *shape)).shape == (4, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "modality", "shape"),
+    [("small-cnn", "image", (1, 8, 8)), ("mlp", "tabular", (20,)), ("cnn1d", "timeseries", (1, 140)),
+     ("lstm", "timeseries", (2, 50)), ("resnet18", "image", (3, 32, 32))],
+)
+def test_penultimate_features_are_what_the_last_layer_reads(name, modality, shape):
+    model = build_model(name, modality, shape, num_classes=7).eval()
+    x = torch.randn(3, *shape)
+    with torch.no_grad():
+        features = penultimate_features(model, x)
+        head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None) or model.net[-1]
+        assert features.ndim == 2 and features.shape[0] == 3
+        assert torch.allclose(head(features), model(x), atol=1e-5)
 
 
 def test_default_model_follows_the_modality_and_image_size():

@@ -1,4 +1,9 @@
-"""Scores over synthetic training dynamics: orientation, hand-computed cases, cleanlab agreement."""
+"""Scores over synthetic training dynamics: orientation, hand-computed cases, cleanlab agreement;
+the registry that declares them, and the README table rendered from it."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,16 +12,16 @@ from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import roc_auc_score
 
 from core.dynamics import FLOAT_FIELDS, SPLIT_TRAIN, DynamicsHistory, EpochDynamics
-from core.scores import (
+from core.score_registry import (
     CLEANLAB_SCORE_NAMES,
     EPOCH_SCORE_NAMES,
     ORIENTATION,
     SCORE_NAMES,
-    cleanlab_label_issues,
-    compute_scores,
-    epoch_scores,
-    rank_scores,
+    SCORES,
 )
+from core.scores import cleanlab_label_issues, compute_scores, epoch_scores, rank_scores
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS = 300, 5, 6
 ALPHA, BETA, DELTA = 10.0, 2.0, 6.0
@@ -94,8 +99,40 @@ def test_score_names_and_orientation_are_complete():
         "w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "datamaps_variability",
         "dataiq_aleatoric", "el2n", "loss", "forgetting", "cl_self_confidence", "cl_normalized_margin",
     )
-    assert set(ORIENTATION) == set(SCORE_NAMES)
-    assert all(entry["sign"] in "+-" and entry["description"] for entry in ORIENTATION.values())
+    signs = {name: entry["sign"] for name, entry in ORIENTATION.items()}
+    assert signs == {
+        "w_alpha": "-", "w_beta": "+", "w_delta": "+", "w": "+", "aum": "-", "datamaps_confidence": "-",
+        "datamaps_variability": "-", "dataiq_aleatoric": "-", "el2n": "+", "loss": "+", "forgetting": "+",
+        "cl_self_confidence": "-", "cl_normalized_margin": "-",
+    }
+    assert all(entry["description"] for entry in ORIENTATION.values())
+    assert EPOCH_SCORE_NAMES == ("w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "el2n", "loss")
+    assert CLEANLAB_SCORE_NAMES == ("cl_self_confidence", "cl_normalized_margin")
+
+
+def test_every_per_epoch_score_is_a_recorded_dynamics_field():
+    assert all(score.epoch_field in FLOAT_FIELDS for score in SCORES if score.epoch_field)
+    assert not any(score.epoch_field for score in SCORES if score.cross_fit)
+
+
+def test_the_readme_score_table_is_the_registrys():
+    """The README's table is `python -m core.score_registry`'s output, pasted: regenerate it
+    when a score changes."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "core.score_registry"], capture_output=True, text=True, check=True,
+        cwd=README.parent,
+    ).stdout
+    assert printed.startswith("| score |") and printed in README.read_text()
+
+
+def test_the_registry_and_the_scores_load_without_heavy_libraries():
+    """The light API client imports the registry; `core.scores` loads cleanlab only when asked."""
+    heavy = ("torch", "sqlalchemy", "cleanlab", "pandas")
+    code = f"import sys, core.score_registry, core.scores; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=README.parent
+    ).stdout
+    assert loaded.strip() == "[]"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ import pytest
 
 from core.audit import AuditConfig, run_audit
 from core.dataset import AuditDataset
-from core.engine import AuditCancelled, Trainer, TrainConfig, WarmStart
+from core.checkpoints import WarmStart
+from core.engine import AuditCancelled, Trainer, TrainConfig
 from core.errors import ConfigError
 from core.loaders import load_dataset
 

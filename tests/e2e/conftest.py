@@ -2,9 +2,7 @@
 of `lilaw-audit up`), on (a) a SQLite database with the SQLAlchemy broker and (b) Postgres with
 Redis. Each test gets its own database, broker queue and data dir.
 
-Postgres and Redis come from LILAW_TEST_POSTGRES_URL and LILAW_TEST_REDIS_URL (defaults: the
-local servers, Redis database 15). Without them the (b) cases skip, except under CI=true, where
-they fail.
+The databases come from tests/conftest.py's `make_database`, Redis from its `redis_url`.
 """
 
 from __future__ import annotations
@@ -16,32 +14,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
+from cli.stack import free_port, process_commands
 from core.settings import Settings
-from core.store.db import database_url, make_engine
+from core.store.db import make_engine
 from worker.celery_app import declare_queues
-from worker.cli import free_port, service_commands
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 HEARTBEAT_TIMEOUT_S = 6
 STARTUP_TIMEOUT_S = 120
 JOB_TIMEOUT_S = 240
-
-
-def _unavailable(what: str, error: Exception) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{what} is unreachable under CI: {error}")
-    pytest.skip(f"{what} is unreachable: {error}")
 
 
 @dataclass
@@ -97,29 +85,13 @@ class Service:
 
 
 @pytest.fixture(params=["sqlite", "postgres-redis"])
-def backend_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def backend_urls(
+    request: pytest.FixtureRequest, tmp_path: Path, make_database: Callable[[str], str]
+) -> tuple[str, str]:
     """(database URL, broker URL) of a new database and broker of each kind."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lilaw.sqlite'}", f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
-        return
-    broker = os.environ.get("LILAW_TEST_REDIS_URL", DEFAULT_REDIS_URL)
-    try:
-        redis.Redis.from_url(broker).ping()
-    except redis.RedisError as error:
-        _unavailable("Redis", error)
-    server = create_engine(
-        database_url(os.environ.get("LILAW_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)), isolation_level="AUTOCOMMIT"
-    )
-    name = f"lilaw_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        with server.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-    except OperationalError as error:
-        _unavailable("Postgres", error)
-    yield server.url.set(database=name).render_as_string(hide_password=False), broker
-    with server.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    server.dispose()
+        return make_database("sqlite"), f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}"
+    return make_database("postgresql"), request.getfixturevalue("redis_url")
 
 
 @pytest.fixture
@@ -144,10 +116,10 @@ def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
     log_dir.mkdir()
     service = Service(
         url=f"http://127.0.0.1:{port}", settings=settings, database_url=db_url, env=env, log_dir=log_dir,
-        commands=service_commands(settings, "127.0.0.1", port),
+        commands=process_commands(settings, "127.0.0.1", port),
     )  # fmt: skip
     created = subprocess.run(
-        [sys.executable, "-m", "api.cli", "create-key", "--owner", "e2e"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cli", "create-key", "--owner", "e2e"], env=env, capture_output=True, text=True
     )
     assert created.returncode == 0, created.stderr
     service.api_key = created.stdout.strip()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from core.loaders import load_dataset
 from core.noise import apply_noise
-from core.services import webhooks
+from core.services import webhook_signing, webhooks
 from core.services.schedules import run_due_schedules
 from worker.celery_app import AUDIT_TASK, make_celery
 
@@ -120,11 +120,11 @@ def test_appended_samples_are_reaudited_on_schedule_reported_queued_and_announce
         assert len(calls) == 2
         call = calls[1]
         headers = {name.lower(): value for name, value in call["headers"].items()}
-        assert webhooks.verify_signature(
+        assert webhook_signing.verify_signature(
             SECRET, call["body"], headers["x-lilaw-timestamp"], headers["x-lilaw-signature"],
             now=retry_at,
         )  # fmt: skip
-        assert not webhooks.verify_signature(
+        assert not webhook_signing.verify_signature(
             "another-secret-entirely", call["body"], headers["x-lilaw-timestamp"], headers["x-lilaw-signature"],
             now=retry_at,
         )  # fmt: skip

@@ -1,80 +1,26 @@
-"""Real databases for the store tests: a SQLite file and a fresh Postgres database per backend.
-
-Postgres comes from LILAW_TEST_POSTGRES_URL (a server URL whose user may create databases;
-default postgres@127.0.0.1:5432). Each test session creates uniquely named databases there and
-drops them at the end. Without a reachable server the Postgres tests skip, except under CI=true,
-where they fail.
-"""
+"""Real databases for the store tests: a SQLite file and a fresh Postgres database per backend
+(tests/conftest.py's `make_database`)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import URL, Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.dynamics import FLOAT_FIELDS, EpochDynamics
 from core.store import AuditJob, Dataset, DatasetVersion, Owner, Sample
-from core.store.db import database_url, make_engine, upgrade_database
+from core.store.db import make_engine
+from migrations import upgrade_database
 
 BACKENDS = ("sqlite", "postgresql")
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-MakeDatabase = Callable[[str], URL]
-
-
-@pytest.fixture(scope="session")
-def postgres_server_url() -> URL:
-    url = database_url(os.environ.get("LILAW_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
-    engine = create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except OperationalError as error:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Postgres is unreachable under CI: {error}")
-        pytest.skip(f"Postgres is unreachable: {error}")
-    finally:
-        engine.dispose()
-    return url
-
-
-@pytest.fixture(scope="session")
-def make_database(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[MakeDatabase]:
-    """Returns a function giving the URL of a new, empty database of a backend."""
-    servers: list[Engine] = []
-    created: list[str] = []
-
-    def make(backend: str) -> URL:
-        name = f"lilaw_test_{uuid.uuid4().hex[:12]}"
-        if backend == "sqlite":
-            return database_url(f"sqlite:///{Path(tmp_path_factory.mktemp('sqlite')) / name}.db")
-        if not servers:
-            server_url = request.getfixturevalue("postgres_server_url")
-            servers.append(create_engine(server_url, isolation_level="AUTOCOMMIT"))
-        with servers[0].connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        created.append(name)
-        return servers[0].url.set(database=name)
-
-    yield make
-    for server in servers:
-        with server.connect() as connection:
-            for name in created:
-                connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        server.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def engine(request: pytest.FixtureRequest, make_database: MakeDatabase) -> Iterator[Engine]:
+def engine(request: pytest.FixtureRequest, make_database: Callable[[str], str]) -> Iterator[Engine]:
     """An engine on a database of each backend, migrated to head, shared by the session."""
     url = make_database(request.param)
     upgrade_database(url)

@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from core.dynamics import FLOAT_FIELDS
 from core.metrics import detection_report
+from core.score_registry import SCORE_NAMES
 from core.store import (
     JobMetric,
     LilawTrajectoryPoint,
@@ -18,7 +19,6 @@ from core.store import (
     write_scores,
     write_trajectory,
 )
-from core.store.models import SCORE_COLUMNS
 from core.store.partitions import partition_name
 
 N = 50
@@ -154,12 +154,14 @@ def test_deleting_a_job_row_directly_still_drops_its_dynamics(session, make_job,
         assert not has_partition(session, job.id)
 
 
-def test_create_job_partition_is_idempotent(session, make_job):
+def test_create_job_partition_is_idempotent(session, make_job, make_epoch):
     job = make_job(N)
+    create_job_partition(session, job.id)
+    write_epoch(session, job.id, make_epoch(N, epoch=1))
 
     create_job_partition(session, job.id)
-    create_job_partition(session, job.id)
 
+    assert count(session, SampleEpoch, job.id) == N  # the partition is kept, not made anew
     if session.bind.dialect.name == "postgresql":
         assert has_partition(session, job.id)
 
@@ -167,7 +169,7 @@ def test_create_job_partition_is_idempotent(session, make_job):
 def test_write_scores_replaces_the_jobs_scores(session, make_job):
     job = make_job(N)
     rng = np.random.default_rng(0)
-    every_score = {name: rng.random(N) for name in SCORE_COLUMNS}
+    every_score = {name: rng.random(N) for name in SCORE_NAMES}
     write_scores(session, job.id, every_score, rng.random(N), rng.permutation(N) + 1)
     w_alpha, rank = rng.random(N).astype(np.float32), rng.permutation(N) + 1
 

@@ -8,7 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from core.store import Base, downgrade_database, make_engine, upgrade_database
+from core.store import Base, make_engine
+from migrations import downgrade_database, upgrade_database
 
 BACKENDS = ("sqlite", "postgresql")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def table_names(url) -> set[str]:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_migrations_upgrade_downgrade_and_upgrade_again(make_database, backend):
     url = make_database(backend)
-    environment = {**os.environ, "LILAW_DATABASE_URL": url.render_as_string(hide_password=False)}
+    environment = {**os.environ, "LILAW_DATABASE_URL": url}
 
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],

@@ -3,11 +3,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import REAL, Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session
 
-from core.scores import SCORE_NAMES
+from core.score_registry import SCORE_NAMES
 from core.store import (
     ApiKey,
     AuditJob,
@@ -20,11 +20,16 @@ from core.store import (
     session_scope,
 )
 from core.store.db import database_url, make_engine
-from core.store.models import SCORE_COLUMNS
+
+SCORE_TABLE_KEYS = ["job_id", "sample_index", "rank", "default_score"]
 
 
-def test_score_columns_are_the_scores_core_computes():
-    assert SCORE_COLUMNS == SCORE_NAMES
+def test_the_migrated_score_table_has_one_nullable_real_column_per_registry_score(engine):
+    columns = inspect(engine).get_columns("sample_scores")
+
+    assert [column["name"] for column in columns] == [*SCORE_TABLE_KEYS, *SCORE_NAMES]
+    for column in columns[len(SCORE_TABLE_KEYS):]:
+        assert column["nullable"] and isinstance(column["type"], REAL), column
 
 
 def test_a_new_job_is_queued_with_utc_timestamps(session, make_job):

@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
+from sqlalchemy import select
 
-from core.dynamics import SPLIT_TRAIN, SPLIT_VAL
-from core.store import sample_dynamics, top_suspects, write_epoch, write_scores
+from core.dynamics import SPLIT_TRAIN, SPLIT_VAL, DynamicsHistory
+from core.score_registry import EPOCH_SCORE_NAMES
+from core.scores import epoch_scores, rank_scores
+from core.store import SampleEpoch, sample_dynamics, top_suspects, write_epoch, write_scores
+from core.store.queries import epoch_score
 
 N = 40
 
@@ -96,3 +100,28 @@ def test_sample_dynamics_lists_every_epoch_of_one_sample(session, audited_job, m
     assert [(row.epoch, row.sample_index, row.predicted) for row in rows] == [(1, 7, 2), (2, 7, 0)]
     assert rows[1].w_alpha == pytest.approx(float(make_epoch(N, epoch=2).w_alpha[7]))
     assert sample_dynamics(session, 987654, 7) == []
+
+
+@pytest.mark.parametrize("name", EPOCH_SCORE_NAMES)
+def test_each_per_epoch_score_ranks_in_sql_as_in_numpy(session, make_job, make_epoch, name):
+    """The SQL form a page is ordered by and `core.scores.epoch_scores` agree on the stored
+    dynamics: same orientation, same column."""
+    job = make_job(N)
+    recorded = [make_epoch(N, epoch=epoch, seed=11) for epoch in (1, 2, 3)]
+    for dynamics in recorded:
+        dynamics.margin = dynamics.margin * 8 - 4  # a margin takes either sign
+        write_epoch(session, job.id, dynamics)
+    expected = np.argsort(rank_scores(epoch_scores(DynamicsHistory.stack(recorded), 2)[name]))
+
+    ordered = session.scalars(
+        select(SampleEpoch.sample_index)
+        .where(SampleEpoch.job_id == job.id, SampleEpoch.epoch == 2)
+        .order_by(epoch_score(name).desc(), SampleEpoch.sample_index)
+    ).all()
+
+    assert ordered == expected.tolist()
+
+
+def test_an_aggregate_only_score_has_no_per_epoch_form():
+    with pytest.raises(ValueError, match="forgetting"):
+        epoch_score("forgetting")

@@ -18,20 +18,15 @@ import httpx
 import pytest
 
 from api.auth import create_api_key
+from cli.stack import Stack, free_port
 from core.settings import Settings
-from core.store import make_engine, make_session_factory, session_scope, upgrade_database
-from worker.cli import Stack, free_port
+from core.store import make_engine, make_session_factory, session_scope
+from migrations import upgrade_database
 
 CHROMIUM = os.environ.get("LILAW_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SERVICE_ENV = ("LILAW_DATABASE_URL", "DATABASE_URL", "LILAW_BROKER_URL", "CELERY_BROKER_URL", "LILAW_AUDIT_QUEUE")
 REVIEWER = "ana"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (required under CI)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -71,13 +66,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
+def browser(require_service) -> Iterator:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as error:
-        _unavailable(f"Playwright is not installed: {error}")
+        require_service("Playwright", error)
     if not Path(CHROMIUM).is_file():
-        _unavailable(f"no Chromium at {CHROMIUM}")
+        require_service("Chromium", f"no file at {CHROMIUM}")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

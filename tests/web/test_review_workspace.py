@@ -30,7 +30,8 @@ def screenshot(page, name: str, tmp_path: Path) -> None:
     page.wait_for_function(
         "() => Array.from(document.images).every((image) => image.complete || image.getBoundingClientRect().top > 800)"
     )
-    page.wait_for_timeout(500)  # the progress bar's transition
+    # The picture waits for transitions (the progress bar's width) to end.
+    page.wait_for_function("() => document.getAnimations().every((animation) => animation.playState === 'finished')")
     page.screenshot(path=tmp_path / name)
     if os.environ.get("LILAW_UPDATE_SCREENSHOTS"):
         page.screenshot(path=DOCS / name)

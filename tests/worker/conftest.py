@@ -1,21 +1,16 @@
-"""Real databases (a SQLite file, a fresh Postgres database) migrated to head, a digits subset
-stored as a dataset version, and jobs over it: what `execute_job` needs, without a broker.
-
-Postgres comes from LILAW_TEST_POSTGRES_URL (default postgres@127.0.0.1:5432); without a
-reachable server the Postgres cases skip, except under CI=true, where they fail.
-"""
+"""Real databases (a SQLite file, a fresh Postgres database: tests/conftest.py's `make_database`)
+migrated to head, a digits subset stored as a dataset version, and jobs over it: what
+`execute_job` needs, without a broker."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import AuditConfig
@@ -31,46 +26,18 @@ from core.store import (
     make_engine,
     make_session_factory,
     session_scope,
-    upgrade_database,
 )
-from core.store.db import database_url
+from migrations import upgrade_database
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NUM_SAMPLES = 300
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Engine]:
-    engine = create_engine(
-        database_url(os.environ.get("LILAW_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        engine.connect().close()
-    except OperationalError as error:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Postgres is unreachable under CI: {error}")
-        pytest.skip(f"Postgres is unreachable: {error}")
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, make_database: Callable[[str], str]) -> str:
     """A new database of each backend, migrated to head, shared by the session."""
-    name = f"lilaw_worker_{uuid.uuid4().hex[:12]}"
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / name}.sqlite"
-        upgrade_database(url)
-        yield url
-        return
-    server = request.getfixturevalue("postgres_server")
-    with server.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    url = server.url.set(database=name).render_as_string(hide_password=False)
+    url = make_database(request.param)
     upgrade_database(url)
-    yield url
-    with server.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,9 @@ import torch
 from sqlalchemy import func, select, update
 
 from core.audit import AuditConfig, run_audit
-from core.services.audit_runs import (
-    CHECKPOINT_FILE,
-    MAX_ATTEMPTS,
-    execute_job,
-    reap_stuck_jobs,
-)
-from core.services.job_files import read_job_labels
+from core.services.artifacts import CHECKPOINT_FILE, LocalJobArtifacts
+from core.services.audit_runs import execute_job
+from core.services.job_claims import MAX_ATTEMPTS, reap_stuck_jobs
 from core.store import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint, SampleEpoch, SampleScore, session_scope
 from core.store.models import utcnow
 
@@ -78,7 +74,8 @@ def test_a_job_stores_every_epoch_its_scores_metrics_model_and_injected_labels(s
     assert summary["num_known_mislabeled"] == round(0.3 * n) and summary["noise"] == "uniform:0.3"
     assert {"model", "device", "default_score", "timings"} <= set(summary)
 
-    labels = read_job_labels(settings.data_dir / job.result_paths["labels"])
+    assert job.result_paths == {"labels": f"jobs/{job_id}/labels.npz", "model": f"jobs/{job_id}/model.pt"}
+    labels = LocalJobArtifacts(settings.data_dir, job).read_labels()
     assert labels.is_mislabeled.sum() == round(0.3 * n)
     assert np.array_equal(labels.labels != labels.true_labels, labels.is_mislabeled)
     state = torch.load(settings.data_dir / job.result_paths["model"], weights_only=True)
@@ -158,7 +155,7 @@ def test_a_killed_execution_is_resumed_from_its_checkpoint_by_the_redelivered_ta
         worker.wait()
     done = torch.load(checkpoint, weights_only=True)["epoch"]
     assert 1 <= done < 4
-    labels_before = read_job_labels(settings.job_dir / str(job_id) / "labels.npz")
+    labels_before = LocalJobArtifacts(settings.data_dir, load_job(sessions, job_id)).read_labels()
     # Mark the rows of the checkpointed epochs: a resumed run must not write them again.
     with session_scope(sessions) as session:
         checkpointed = (SampleEpoch.job_id == job_id) & (SampleEpoch.epoch <= done)
@@ -173,7 +170,7 @@ def test_a_killed_execution_is_resumed_from_its_checkpoint_by_the_redelivered_ta
     assert marked == set(range(1, done + 1))
     job = load_job(sessions, job_id)
     assert job.result["attempts"] == 2
-    labels_after = read_job_labels(settings.data_dir / job.result_paths["labels"])
+    labels_after = LocalJobArtifacts(settings.data_dir, job).read_labels()
     assert np.array_equal(labels_before.labels, labels_after.labels)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import joinedload
 
 from core.audit import AuditConfig
 from core.services import decisions
+from core.services.artifacts import job_artifacts
 from core.services.audit_runs import execute_job
 from core.services.decisions import Reviewer
 from core.services.reaudits import reaudit_report, reopened_samples, start_reaudit
@@ -38,7 +39,7 @@ def test_a_reaudit_is_reported_against_the_previous_audit_and_announced(sessions
     with session_scope(sessions) as session:
         job = session.get(AuditJob, second, options=[joinedload(AuditJob.dataset_version)])
         assert job.result["warm_start"] == f"from job {first}"
-        report = reaudit_report(session, job, settings.data_dir)
+        report = reaudit_report(session, job, job_artifacts(settings, job))
         [delivery] = session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == second))
     assert (report.previous_job_id, report.version, report.num_samples) == (first, 2, n)
     assert report.counts["new_samples"] == 0 and report.counts["removed"] == 0
@@ -88,14 +89,16 @@ def test_a_decided_sample_returns_to_review_only_when_the_reaudit_ranks_it_marke
         first_job = session.get(AuditJob, first, options=[joinedload(AuditJob.dataset_version)])
         reviewer = Reviewer(owner_id, "ana")
         for index in (risen, steady):
-            decisions.record_decision(session, reviewer, first_job, index, Verdict.KEEP, None, settings.data_dir)
+            artifacts = job_artifacts(settings, first_job)
+            decisions.record_decision(session, reviewer, first_job, index, Verdict.KEEP, None, artifacts)
 
     with session_scope(sessions) as session:
         job = session.get(AuditJob, second, options=[joinedload(AuditJob.dataset_version)])
-        reviews = decisions.job_decisions(session, job, settings.data_dir)
+        artifacts = job_artifacts(settings, job)
+        reviews = decisions.job_decisions(session, job, artifacts)
         assert set(reviews) == {risen, steady}  # both decisions carry over to the new version
         assert reopened_samples(session, job, reviews) == {risen}
-        report = reaudit_report(session, job, settings.data_dir)
+        report = reaudit_report(session, job, artifacts)
         queue = review_queue(session, job, settings, limit=n)
     assert [sample.sample_index for sample in report.samples["reopened"]] == [risen]
     queued = [item.suspect.suspect.sample_index for item in queue.items]

@@ -6,6 +6,7 @@ run once; a job the broker refuses is marked failed."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,17 +94,14 @@ def test_two_passes_at_once_start_a_due_run_once(sessions, audited, add_version)
     schedule(sessions, owner_id, dataset_id, interval_seconds=3600)
     add_version(dataset_id)
     start = threading.Barrier(2)
-    runs: list = []
 
-    def pass_() -> None:
+    def pass_() -> list:
         start.wait()
-        runs.extend(run(sessions, T0 + HOUR))
+        return run(sessions, T0 + HOUR)
 
-    threads = [threading.Thread(target=pass_) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(2) as pool:
+        passes = [pool.submit(pass_) for _ in range(2)]
+    runs = [started for done in passes for started in done.result()]  # re-raises what a pass raised
     assert len(runs) == 1
     with session_scope(sessions) as session:
         started = select(func.count()).select_from(AuditJob).join(DatasetVersion).where(

@@ -7,6 +7,8 @@ database are never due in these tests (and these tests never touch them)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import socket
@@ -14,13 +16,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import ConflictError, InvalidParameterError, NotFoundError, webhooks
+from core.services import ConflictError, InvalidParameterError, NotFoundError, webhook_signing, webhooks
 from core.store import session_scope
 from core.store.models import Dataset, DatasetWebhook, DeliveryStatus, Owner, WebhookDelivery
 
@@ -84,21 +87,23 @@ def test_the_receiver_gets_the_payload_signed_with_the_secret(sessions, dataset_
     assert (headers["x-lilaw-event"], headers["x-lilaw-delivery"]) == ("reaudit.completed", str(delivery_id))
     assert headers["x-lilaw-timestamp"] == str(int(T0.timestamp()))
     assert json.loads(call["body"]) == PAYLOAD
-    assert call["body"] == webhooks.canonical_body(PAYLOAD)
+    assert call["body"] == webhook_signing.canonical_body(PAYLOAD)
 
     timestamp, signature = headers["x-lilaw-timestamp"], headers["x-lilaw-signature"]
-    assert signature.startswith("sha256=")
-    assert webhooks.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 + timedelta(seconds=299))
-    assert not webhooks.verify_signature("another-secret-entirely", call["body"], timestamp, signature, now=T0)
+    # The scheme the README gives receivers: HMAC-SHA256 of "{timestamp}." + body.
+    digest = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + call["body"], hashlib.sha256).hexdigest()
+    assert signature == f"sha256={digest}"
+    assert webhook_signing.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 + timedelta(seconds=299))
+    assert not webhook_signing.verify_signature("another-secret-entirely", call["body"], timestamp, signature, now=T0)
     tampered = call["body"].replace(b'"new_samples":3', b'"new_samples":4')
     assert tampered != call["body"]
-    assert not webhooks.verify_signature(SECRET, tampered, timestamp, signature, now=T0)
-    assert not webhooks.verify_signature(SECRET, call["body"], str(int(timestamp) + 1), signature, now=T0)
-    assert not webhooks.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 + timedelta(seconds=301))
-    assert not webhooks.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 - timedelta(seconds=301))
+    assert not webhook_signing.verify_signature(SECRET, tampered, timestamp, signature, now=T0)
+    assert not webhook_signing.verify_signature(SECRET, call["body"], str(int(timestamp) + 1), signature, now=T0)
+    assert not webhook_signing.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 + timedelta(seconds=301))
+    assert not webhook_signing.verify_signature(SECRET, call["body"], timestamp, signature, now=T0 - timedelta(seconds=301))
     malformed = ((None, signature), (timestamp, None), ("soon", signature), (timestamp, "sha256=é"))
     for bad_timestamp, bad_signature in malformed:
-        assert not webhooks.verify_signature(SECRET, call["body"], bad_timestamp, bad_signature, now=T0)
+        assert not webhook_signing.verify_signature(SECRET, call["body"], bad_timestamp, bad_signature, now=T0)
 
     sent = delivery(sessions, delivery_id)
     assert (sent.status, sent.attempts, sent.last_status_code, sent.last_error) == ("delivered", 0, 200, None)
@@ -134,7 +139,7 @@ def test_a_failed_call_is_retried_only_once_its_backoff_has_passed(sessions, dat
     assert first["body"] == second["body"]
     assert first["headers"]["X-LiLAW-Delivery"] == second["headers"]["X-LiLAW-Delivery"] == str(delivery_id)
     assert second["headers"]["X-LiLAW-Timestamp"] == str(int(T0.timestamp()) + 31)
-    assert webhooks.verify_signature(
+    assert webhook_signing.verify_signature(
         SECRET, second["body"], second["headers"]["X-LiLAW-Timestamp"], second["headers"]["X-LiLAW-Signature"],
         now=T0 + timedelta(seconds=31),
     )  # fmt: skip
@@ -225,8 +230,8 @@ def test_each_attempt_uses_the_webhooks_current_url_and_secret(sessions, dataset
     [call] = new.calls
     timestamp, signature = call["headers"]["X-LiLAW-Timestamp"], call["headers"]["X-LiLAW-Signature"]
     now = T0 + timedelta(seconds=30)
-    assert webhooks.verify_signature(new_secret, call["body"], timestamp, signature, now=now)
-    assert not webhooks.verify_signature(SECRET, call["body"], timestamp, signature, now=now)
+    assert webhook_signing.verify_signature(new_secret, call["body"], timestamp, signature, now=now)
+    assert not webhook_signing.verify_signature(SECRET, call["body"], timestamp, signature, now=now)
     assert delivery(sessions, delivery_id).url == new.url
     with sessions() as session:  # replaced, not added
         [webhook] = session.scalars(select(DatasetWebhook).where(DatasetWebhook.dataset_id == dataset_id))
@@ -255,19 +260,15 @@ def test_two_workers_at_once_send_each_due_delivery_once(sessions, dataset_id, r
     hook(sessions, dataset_id, receiver.url)
     delivery_ids = {enqueue(sessions, dataset_id) for _ in range(3)}
     start = threading.Barrier(2)
-    results: list[list[webhooks.Attempt]] = [[], []]
 
-    def worker(index: int) -> None:
+    def worker() -> list[webhooks.Attempt]:
         start.wait()
-        results[index] = deliver(sessions, T0)
+        return deliver(sessions, T0)
 
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-
-    attempted = [attempt.delivery_id for attempts in results for attempt in attempts]
+    with ThreadPoolExecutor(2) as pool:
+        passes = [pool.submit(worker) for _ in range(2)]
+    # result() re-raises what a worker raised.
+    attempted = [attempt.delivery_id for done in passes for attempt in done.result()]
     assert sorted(attempted) == sorted(delivery_ids)
     sent = sorted(int(call["headers"]["X-LiLAW-Delivery"]) for call in receiver.calls)
     assert sent == sorted(delivery_ids)

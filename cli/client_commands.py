@@ -1,81 +1,33 @@
-"""`lilaw-audit`: the local `audit` command, `create-key` on the server's machine, and client
-commands against a running service (`upload`, `submit`, `status`, `suspects`, `download`,
-`cancel`, and for growing datasets `append`, `reaudit`, `report`, `schedule`). The service's
-URL and API key come from --url / --api-key or LILAW_URL / LILAW_API_KEY. The worker's commands
-(`up`, `worker`...) join when `worker.cli` is installed."""
+"""`lilaw-audit upload`, `submit`, `status`, `suspects`, `download`, `cancel`, and for growing
+datasets `append`, `reaudit`, `report`, `schedule`: the Python client (`api.client`) against a
+running service. The service's URL and API key come from --url / --api-key or LILAW_URL /
+LILAW_API_KEY. The client is imported when a command runs, not when the parser is built."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-from tqdm import tqdm
-
-from api.auth import create_key_in_database
-from api.client import LilawAPIError, LilawClient
-from api.schemas import JobPublic, ReauditReportPublic, SuspectPublic
-from core import cli as core_cli
 from core.errors import AuditError
-from core.settings import get_settings
-from core.store.models import JobStatus
-import worker.cli
+from core.statuses import JobStatus
+
+if TYPE_CHECKING:
+    from api.client import LilawClient
+    from api.schemas import JobPublic, ReauditReportPublic, SuspectPublic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DOWNLOADS = {"scores.csv": "csv", "scores.parquet": "parquet", "model": None}
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lilaw-audit", description="Find mislabeled samples with LiLAW.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    core_cli.register(commands)
-    _register_create_key(commands)
-    _register_client_commands(commands)
-    worker.cli.register(commands)
-    return parser
+Command = Callable[[argparse.Namespace], int]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except AuditError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-    except LilawAPIError as error:
-        print(f"error ({error.status_code}): {error.detail}", file=sys.stderr)
-    except httpx.TransportError as error:
-        print(
-            f"error: cannot reach the service at {getattr(args, 'url', None) or _env_url()}: {error}", file=sys.stderr
-        )
-    return 2
-
-
-# ---------------------------------------------------------------- create-key
-
-
-def _register_create_key(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser(
-        "create-key", help="create an API key for an owner (run where the service's database is)"
-    )
-    command.add_argument("--owner", required=True, help="owner name; created if missing")
-    command.add_argument("--reviewer", help="who uses the key, to tell an owner's reviewers apart (default: the owner)")
-    command.set_defaults(handler=create_key_command)
-
-
-def create_key_command(args: argparse.Namespace) -> int:
-    key = create_key_in_database(get_settings(), args.owner, reviewer=args.reviewer)
-    holder = repr(args.owner) if args.reviewer is None else f"{args.owner!r}, reviewer {args.reviewer!r}"
-    print(f"API key for {holder}; it is shown only now:", file=sys.stderr)
-    print(key)
-    return 0
-
-
-# ---------------------------------------------------------------- client commands
-
-
-def _register_client_commands(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the client commands to a parser's subcommands."""
     service = argparse.ArgumentParser(add_help=False)
     service.add_argument("--url", help=f"the service's URL (default: $LILAW_URL or {DEFAULT_URL})")
     service.add_argument("--api-key", help="an API key (default: $LILAW_API_KEY)")
@@ -170,6 +122,29 @@ def _register_client_commands(commands: argparse._SubParsersAction) -> None:
     schedule.set_defaults(handler=schedule_command)
 
 
+def reporting_service_errors(command: Command) -> Command:
+    """`command`, with the service's error answers and an unreachable service printed as one line
+    and exit status 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
+        from api.client import LilawAPIError
+
+        try:
+            return command(args)
+        except LilawAPIError as error:
+            print(f"error ({error.status_code}): {error.detail}", file=sys.stderr)
+        except httpx.TransportError as error:
+            url = getattr(args, "url", None) or _env_url()
+            print(f"error: cannot reach the service at {url}: {error}", file=sys.stderr)
+        return 2
+
+    return run
+
+
+@reporting_service_errors
 def upload_command(args: argparse.Namespace) -> int:
     from core.loaders import BUILTINS
 
@@ -196,6 +171,7 @@ def _training_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name) is not None}
 
 
+@reporting_service_errors
 def submit_command(args: argparse.Namespace) -> int:
     options = _training_options(args)
     if args.version is not None:
@@ -204,16 +180,18 @@ def submit_command(args: argparse.Namespace) -> int:
         job = client.submit_audit(args.dataset_id, **options)
         print(f"job {job.id} {job.status.value}")
         if args.follow:
-            return _report(client, _follow(client, job.id, poll_seconds=1.0))
+            return report_job(client, follow_job(client, job.id, poll_seconds=1.0))
     return 0
 
 
+@reporting_service_errors
 def status_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        job = _follow(client, args.job_id, args.poll) if args.follow else client.job(args.job_id)
-        return _report(client, job)
+        job = follow_job(client, args.job_id, args.poll) if args.follow else client.job(args.job_id)
+        return report_job(client, job)
 
 
+@reporting_service_errors
 def suspects_command(args: argparse.Namespace) -> int:
     filters = {
         "score": args.score,
@@ -222,13 +200,17 @@ def suspects_command(args: argparse.Namespace) -> int:
         "predicted": args.predicted,
         "split": args.split,
     }
-    header = ("rank", "sample_id", "label", "predicted", "split", "score", "known_mislabeled")
     with _client(args) as client:
-        rows = [_suspect_row(suspect) for suspect in client.suspects(args.job_id, limit=args.limit, **filters)]
+        print_suspects(client, args.job_id, limit=args.limit, **filters)
+    return 0
+
+
+def print_suspects(client: LilawClient, job_id: int, limit: int, **filters: object) -> None:
+    header = ("rank", "sample_id", "label", "predicted", "split", "score", "known_mislabeled")
+    rows = [_suspect_row(suspect) for suspect in client.suspects(job_id, limit=limit, **filters)]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths)))
-    return 0
 
 
 def _suspect_row(suspect: SuspectPublic) -> tuple[str, ...]:
@@ -245,6 +227,7 @@ def _suspect_row(suspect: SuspectPublic) -> tuple[str, ...]:
     )
 
 
+@reporting_service_errors
 def download_command(args: argparse.Namespace) -> int:
     out = args.out or Path(f"job-{args.job_id}-{args.what}")
     with _client(args) as client:
@@ -256,6 +239,7 @@ def download_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@reporting_service_errors
 def cancel_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.cancel(args.job_id)
@@ -263,6 +247,7 @@ def cancel_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@reporting_service_errors
 def append_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         appended = client.append_samples(args.dataset_id, args.file)
@@ -277,6 +262,7 @@ def append_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@reporting_service_errors
 def reaudit_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         started = client.reaudit(
@@ -288,13 +274,14 @@ def reaudit_command(args: argparse.Namespace) -> int:
         print(f"job {started.job.id} {started.job.status.value} (re-audit of job {started.job.previous_job_id})")
         if not args.follow:
             return 0
-        job = _follow(client, started.job.id, poll_seconds=1.0)
-        code = _report(client, job)
+        job = follow_job(client, started.job.id, poll_seconds=1.0)
+        code = report_job(client, job)
         if job.status is JobStatus.SUCCEEDED:
             _print_reaudit_report(client.report(job.id, limit=10))
         return code
 
 
+@reporting_service_errors
 def report_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         _print_reaudit_report(client.report(args.job_id, limit=args.limit))
@@ -314,6 +301,7 @@ def _print_reaudit_report(report: ReauditReportPublic) -> None:
         print(f"  {name}: {count}" + (f" ({ids}{', ...' if count > len(shown) else ''})" if shown else ""))
 
 
+@reporting_service_errors
 def schedule_command(args: argparse.Namespace) -> int:
     with _client(args) as client:
         schedule = client.set_schedule(
@@ -326,6 +314,8 @@ def schedule_command(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> LilawClient:
+    from api.client import LilawClient
+
     api_key = args.api_key or os.environ.get("LILAW_API_KEY")
     if not api_key:
         raise AuditError("no API key: pass --api-key or set LILAW_API_KEY (create one with `lilaw-audit create-key`)")
@@ -336,7 +326,10 @@ def _env_url() -> str:
     return os.environ.get("LILAW_URL", DEFAULT_URL)
 
 
-def _follow(client: LilawClient, job_id: int, poll_seconds: float) -> JobPublic:
+def follow_job(client: LilawClient, job_id: int, poll_seconds: float) -> JobPublic:
+    """Wait for the job to end, showing its progress as a bar on stderr."""
+    from tqdm import tqdm
+
     with tqdm(unit="epoch", desc=f"job {job_id}", file=sys.stderr) as bar:
 
         def show(job: JobPublic) -> None:
@@ -357,7 +350,7 @@ def _epochs_done(job: JobPublic) -> float:
     return float(max(progress.epoch - 1, 0))
 
 
-def _report(client: LilawClient, job: JobPublic) -> int:
+def report_job(client: LilawClient, job: JobPublic) -> int:
     """Print the job's state (and its default score's metrics once it succeeded); 1 unless it
     succeeded or is still going."""
     progress = job.progress
@@ -380,6 +373,3 @@ def _report(client: LilawClient, job: JobPublic) -> int:
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,6 @@
-"""`lilaw-audit` client commands against a real service (uvicorn on a loopback port), and
-`create-key` against its database."""
+"""`lilaw-audit` client commands (cli.client_commands) against a real service (uvicorn on a
+loopback port), and `create-key` against its database. Here beside the API's tests, whose
+fixtures (a finished job, API keys) they use."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from api.cli import build_parser, main
-from core.audit import DEFAULT_SCORE
+from cli.main import main
+from core.audit_config import DEFAULT_SCORE
 
 sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
@@ -124,8 +125,3 @@ def test_errors_exit_2(service_url, alice, capsys, monkeypatch):
     assert code == 2 and err == "error (404): dataset 999 not found\n"
     code, _, err = run(capsys, "status", "1", "--url", "http://127.0.0.1:9")
     assert code == 2 and "cannot reach the service at http://127.0.0.1:9" in err
-
-
-def test_local_audit_command_is_included():
-    args = build_parser().parse_args(["audit", "digits", "--epochs", "2", "--out", "runs/x"])
-    assert args.command == "audit" and args.epochs == 2

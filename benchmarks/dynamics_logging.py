@@ -1,10 +1,8 @@
 """What the worker's dynamics logging costs, Postgres and SQLite side by side in one run.
 
-    .venv/bin/python -m benchmarks.logging [--rows 100000 1000000] [--repeats 3]
+    .venv/bin/python -m benchmarks.dynamics_logging [--rows 100000 1000000] [--repeats 3]
         [--audit digits] [--audit-limit N] [--audit-epochs 10]
         [--topk-samples 1000000] [--topk-epochs 3] [--postgres URL]
-
-(Run it as a module: as a script, this file would shadow the standard library's `logging`.)
 
 1. Rows per second of `write_epoch` (one epoch of N samples in one transaction: delete, insert,
    commit), first writes and rewrites of a redelivered epoch (`benchmarks.store_write`).
@@ -17,11 +15,6 @@
    and the results service the API endpoint calls (`benchmarks.store_topk`). Target: < 100 ms
    on Postgres at 10^6 samples.
 """
-
-import sys
-
-if __name__ == "__main__" and not __package__:
-    sys.exit("run as a module: python -m benchmarks.logging")
 
 import argparse
 import statistics
@@ -40,6 +33,7 @@ from core.audit import AuditConfig, run_audit
 from core.dataset import AuditDataset
 from core.loaders import load_dataset
 from core.services import results
+from core.services.artifacts import job_artifacts
 from core.services.audit_runs import execute_job
 from core.settings import Settings
 from core.store import (
@@ -52,10 +46,10 @@ from core.store import (
     make_session_factory,
     session_scope,
     top_suspects,
-    upgrade_database,
     write_epoch,
     write_scores,
 )
+from migrations import upgrade_database
 
 BACKENDS = ("postgresql", "sqlite")
 
@@ -161,9 +155,10 @@ def topk_latency(backend: str, server: str, num_samples: int, epochs: int, repea
             write_scores(session, job_id, {"w_alpha": score}, score, rank)
         with sessions() as session:
             job = session.get(AuditJob, job_id)
+            artifacts = job_artifacts(Settings(data_dir=Path(data_dir)), job)
             latency = {
                 "store": median_ms(lambda: top_suspects(session, job_id, limit=100), repeats),
-                "service": median_ms(lambda: results.suspects_page(session, job, Path(data_dir), limit=100), repeats),
+                "service": median_ms(lambda: results.suspects_page(session, job, artifacts, limit=100), repeats),
             }
         engine.dispose()
     return latency

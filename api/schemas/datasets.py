@@ -1,0 +1,96 @@
+"""Datasets and their versions: creating one (built in, uploaded, appended to), its versions and
+how two of them differ, and the known mislabel flags of a version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from api.schemas.common import Schema
+from core.modality import Modality
+
+
+class BuiltinDatasetCreate(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    builtin: str = Field(description="a built-in dataset: digits (bundled) or fashion-mnist (when installed)")
+    name: str | None = Field(None, min_length=1, max_length=200, description="default: the built-in's name")
+
+
+class DatasetUploadForm(Schema):
+    """The text fields sent with an uploaded file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="default: the file name without suffix")
+    modality: Modality | None = Field(None, description="default: decided by the file (see core.loaders)")
+
+
+class DatasetVersionPublic(Schema):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    format: str
+    modality: str
+    num_samples: int
+    num_classes: int
+    class_names: list[str]
+    blob_sha256: str
+    parent_version: int | None = Field(description="the version this one was made from (append, relabel)")
+    change: dict[str, Any] | None = Field(description="how it was made from its parent: kind, counts, duplicates")
+    created_at: datetime
+
+
+class DatasetPublic(Schema):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    versions: list[DatasetVersionPublic]
+
+
+class FlagCreate(Schema):
+    sample_id: str
+    is_mislabeled: bool | None = Field(description="null: not known")
+
+
+class FlagsPublic(Schema):
+    dataset_id: int
+    version: int
+    updated: int
+    num_known: int = Field(description="samples of the version with a known flag")
+    num_mislabeled: int = Field(description="samples of the version known to be mislabeled")
+
+
+class AppendPublic(Schema):
+    dataset: DatasetPublic
+    version: int = Field(description="the new version")
+    num_added: int
+    num_duplicates: int = Field(description="samples left out: their content is in the dataset already")
+    duplicates: list[dict[str, str]] = Field(description="the first 100: sample_id and the duplicate_of it")
+    new_classes: list[str]
+
+
+class RelabelPublic(Schema):
+    model_config = ConfigDict(from_attributes=True)
+
+    sample_id: str
+    old_label: str
+    new_label: str
+
+
+class VersionDiffPublic(Schema):
+    model_config = ConfigDict(from_attributes=True)
+
+    base: int
+    version: int
+    num_added: int
+    num_removed: int
+    num_relabeled: int
+    num_unchanged: int
+    added: list[str] = Field(description="the first 100 sample ids")
+    removed: list[str] = Field(description="the first 100 sample ids")
+    relabeled: list[RelabelPublic] = Field(description="the first 100")

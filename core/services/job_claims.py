@@ -1,0 +1,201 @@
+"""Which execution runs a job: claiming it, keeping the claim alive, and what happens to a job
+whose execution failed, lost its claim or went silent.
+
+A job row moves queued → running → succeeded | failed | cancelled. An execution *claims* the row
+(status running, `celery_task_id` = its task id, `heartbeat_at` = now) and keeps the claim alive
+by refreshing the heartbeat while it trains (`Heartbeat`). Every write it makes afterwards is
+conditional on still holding the claim, so a job cancelled by the API, or taken over by another
+execution, stops at the next check without touching the row again.
+
+- A running job can be claimed again by a redelivery of the same task (the broker gives a message
+  to one consumer at a time, so the previous holder is gone) or by any execution once its
+  heartbeat is older than `settings.heartbeat_timeout_s`.
+- `reap_stuck_jobs` (run by beat) covers the messages no broker redelivers in time: kombu's
+  SQLAlchemy transport never redelivers the message of a killed worker, and Redis does so only
+  after the visibility timeout, which is longer than the longest job. A running job with a stale
+  heartbeat goes back to queued and its task is sent again, up to `MAX_ATTEMPTS` claims; after
+  that it is marked failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import AuditError
+from core.services.artifacts import job_artifacts
+from core.settings import Settings
+from core.store import AuditJob, JobStatus, session_scope
+from core.store.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+Sessions = sessionmaker[Session]
+
+
+def claim(sessions: Sessions, job_id: int, task_id: str, settings: Settings) -> JobStatus | None:
+    """Claim the job for the execution `task_id` if it is queued, or running under that task or
+    with a stale heartbeat; returns the job's status afterwards (RUNNING once claimed; None for a
+    job that does not exist)."""
+    with session_scope(sessions) as session:
+        job = session.scalars(select(AuditJob).where(AuditJob.id == job_id).with_for_update()).one_or_none()
+        if job is None:
+            return None
+        stale_before = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+        claimable = job.status is JobStatus.QUEUED or (
+            job.status is JobStatus.RUNNING
+            and (job.celery_task_id == task_id or job.heartbeat_at is None or job.heartbeat_at < stale_before)
+        )
+        if not claimable:
+            return job.status
+        now = utcnow()
+        job.status, job.celery_task_id, job.heartbeat_at = JobStatus.RUNNING, task_id, now
+        job.started_at = job.started_at or now
+        job.error = None
+        job.result = {**(job.result or {}), "attempts": attempts(job) + 1}
+        return JobStatus.RUNNING
+
+
+def attempts(job: AuditJob) -> int:
+    """How many times the job was claimed."""
+    return int((job.result or {}).get("attempts", 0))
+
+
+class Heartbeat:
+    """Keeps an execution's claim on its job alive: `touch` refreshes `heartbeat_at` (and any
+    progress columns given) if the claim still holds; a thread touches every `interval_s`, which
+    covers the phases without progress callbacks. `lost` is set once the claim is gone."""
+
+    def __init__(self, sessions: Sessions, job_id: int, task_id: str, interval_s: float):
+        self.sessions = sessions
+        self.job_id = job_id
+        self.task_id = task_id
+        self.interval_s = interval_s
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def touch(self, session: Session | None = None, **values: Any) -> bool:
+        """Refresh the heartbeat in `session`'s transaction (or a new one); False once the claim is lost."""
+        if session is None:
+            with session_scope(self.sessions) as session:
+                return self.touch(session, **values)
+        held = session.execute(
+            update(AuditJob)
+            .where(
+                AuditJob.id == self.job_id,
+                AuditJob.status == JobStatus.RUNNING,
+                AuditJob.celery_task_id == self.task_id,
+            )
+            .values(heartbeat_at=utcnow(), **values)
+        ).rowcount
+        if not held:
+            self.lost.set()
+        return bool(held)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if not self.touch():
+                    return
+            except Exception:
+                logger.exception("heartbeat of job %s failed", self.job_id)
+
+
+def failure_message(error: BaseException) -> str:
+    """What a failed job records: the message of an expected failure, else type and message."""
+    return error.message if isinstance(error, AuditError) else f"{type(error).__name__}: {error}"
+
+
+def mark_failed(
+    sessions: Sessions, job_id: int, message: str, settings: Settings, *, task_id: str | None = None
+) -> bool:
+    """Mark an unfinished job failed with `message`, unless another execution holds it; returns
+    whether the row changed. Safe to call more than once."""
+    with session_scope(sessions) as session:
+        changed = session.execute(
+            update(AuditJob)
+            .where(
+                AuditJob.id == job_id,
+                AuditJob.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
+                or_(AuditJob.celery_task_id.is_(None), AuditJob.celery_task_id == task_id),
+            )
+            .values(status=JobStatus.FAILED, error=message, finished_at=utcnow(), eta_seconds=None)
+        ).rowcount
+        job = session.get(AuditJob, job_id) if changed else None
+    if job is not None:
+        job_artifacts(settings, job).remove_checkpoint()
+    return bool(changed)
+
+
+def settle_lost_claim(sessions: Sessions, job_id: int, settings: Settings) -> JobStatus | None:
+    """After an execution lost its claim: a cancelled job gets its finish time and loses its
+    checkpoint; a job taken over or re-queued is left to its new execution. Returns the job's
+    status (None for a job that is gone)."""
+    with session_scope(sessions) as session:
+        job = session.get(AuditJob, job_id)
+        if job is None:
+            return None
+        if job.status is JobStatus.CANCELLED:
+            job.finished_at = job.finished_at or utcnow()
+            job.eta_seconds = None
+    if job.status is JobStatus.CANCELLED:
+        job_artifacts(settings, job).remove_checkpoint()
+    return job.status
+
+
+def reap_stuck_jobs(sessions: Sessions, settings: Settings, requeue: Callable[[int], None]) -> dict[str, list[int]]:
+    """Running jobs silent for longer than the heartbeat timeout go back to the queue (`requeue`
+    sends their task again), or are marked failed once they have been claimed `MAX_ATTEMPTS`
+    times. The task is sent before the commit: if the commit fails, the job is still stale and
+    the message still claims it; sent after, a failed send would strand a queued job."""
+    stale = _stale_condition(settings)
+    with session_scope(sessions) as session:
+        candidates = session.scalars(select(AuditJob.id).where(stale)).all()
+    reaped: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for job_id in candidates:
+        with session_scope(sessions) as session:
+            job = session.scalars(select(AuditJob).where(AuditJob.id == job_id, stale).with_for_update()).one_or_none()
+            if job is None:  # claimed again meanwhile
+                continue
+            outcome = _reap(job, requeue)
+        reaped[outcome].append(job_id)
+        if outcome == "failed":
+            job_artifacts(settings, job).remove_checkpoint()
+    if candidates:
+        logger.warning("reaped stuck jobs: %s", reaped)
+    return reaped
+
+
+def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:
+    claims = attempts(job)
+    if claims >= MAX_ATTEMPTS:
+        job.status, job.finished_at, job.eta_seconds = JobStatus.FAILED, utcnow(), None
+        job.error = f"the job's worker stopped responding {claims} times (last heartbeat {job.heartbeat_at})"
+        return "failed"
+    job.status = JobStatus.QUEUED
+    requeue(job.id)
+    return "requeued"
+
+
+def _stale_condition(settings: Settings):
+    stale_before = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s)
+    return (AuditJob.status == JobStatus.RUNNING) & or_(
+        AuditJob.heartbeat_at.is_(None), AuditJob.heartbeat_at < stale_before
+    )
