@@ -1,66 +1,42 @@
 """An audit end to end: optional noise injection, LiLAW training, scores, ranks and metrics.
 
-This is what the CLI and the Celery worker call. It returns plain arrays and dicts; persisting
-them is the caller's business.
+This is what the CLI and the Celery worker call, the one place noise is injected. It returns
+plain arrays and dicts; persisting them is the caller's business.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from core.audit_config import AuditConfig
+from core.checkpoints import WarmStart
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_TRAIN, DynamicsHistory, EpochDynamics
-from core.engine import Progress, Trainer, TrainConfig, WarmStart
-from core.errors import ConfigError
+from core.engine import Progress, Trainer, TrainConfig
+from core.errors import ConfigError, DatasetError
 from core.metrics import classifier_metrics, detection_report
 from core.noise import apply_noise, parse_noise_spec
-from core.scores import compute_scores, epoch_scores, rank_scores
-
-# Chosen by measurement (docs/benchmarks.md): the area under the margin of the LiLAW run, over
-# all epochs. It matches mean W_α under uniform noise and beats it clearly under asymmetric
-# noise, where W_α's sigmoid saturates and loses the ranking among confidently fitted labels.
-DEFAULT_SCORE = "aum"
+from core.scores import calibrate_within_groups, compute_scores, epoch_scores, rank_scores, split_groups
 
 
-@dataclass
-class AuditConfig(TrainConfig):
-    inject_noise: str | None = None  # "KIND:RATE", e.g. "uniform:0.3" (evaluation only)
-    noise_seed: int | None = None  # None: the audit's seed
-    cross_fit: int = 0  # K > 1: K-fold out-of-sample probabilities for confident learning
-    default_score: str = DEFAULT_SCORE
-    # (first, last) epochs, 1-based and inclusive, that the aggregated scores average over;
-    # None = every epoch, the warm-up epoch included (it measured best, docs/benchmarks.md).
-    score_epochs: tuple[int, int | None] | None = None
+@dataclass(frozen=True)
+class NoisyLabels:
+    """What injected noise made of an audit's labels, by sample index."""
 
-    def validate(self) -> None:
-        super().validate()
-        if self.inject_noise:
-            parse_noise_spec(self.inject_noise)
-        if self.cross_fit == 1 or self.cross_fit < 0:
-            raise ConfigError(f"cross-fit needs K >= 2 folds (or 0 for none), got {self.cross_fit}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AuditConfig:
-        from core.lilaw import LilawConfig
-
-        values = dict(values)
-        lilaw = LilawConfig(**values.pop("lilaw", {}))
-        if values.get("score_epochs") is not None:
-            values["score_epochs"] = tuple(values["score_epochs"])
-        return cls(lilaw=lilaw, **values)
+    labels: np.ndarray  # int64 [N], the labels the audit trains on
+    is_mislabeled: np.ndarray  # bool [N], those the noise changed
+    true_labels: np.ndarray  # int64 [N], the labels before the noise
 
 
 @dataclass
 class AuditResult:
     dataset: AuditDataset  # after noise injection
+    noisy_labels: NoisyLabels | None  # None without injected noise
     config: AuditConfig
     model_name: str
     history: DynamicsHistory
@@ -75,10 +51,26 @@ class AuditResult:
     timings: dict[str, float]
     device: str
     model: object = field(repr=False)
+    # weighting="fbr": the engine's per-sample FBR arrays [E, N] ("fbr_agreement", "fbr_weight";
+    # see core.engine.TrainResult). Not a registered score: the store has no column for them yet.
+    fbr: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    trusted: dict[int, int] | None = field(default=None, repr=False)  # the trusted set the audit used
 
     @property
     def default_scores(self) -> np.ndarray:
         return self.scores[self.default_score]
+
+    @property
+    def fbr_agreement_score(self) -> np.ndarray | None:
+        """−(mean FBR agreement over the recorded epochs), higher = more suspicious (the sample's
+        features sit with another class's trusted samples); NaN where it is undefined."""
+        if self.fbr is None:
+            return None
+        d = self.fbr["fbr_agreement"].astype(np.float64)
+        finite = np.isfinite(d)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(finite, d, 0.0).sum(0) / finite.sum(0)
+        return -mean
 
 
 def prepare_dataset(dataset: AuditDataset, config: AuditConfig) -> AuditDataset:
@@ -89,6 +81,20 @@ def prepare_dataset(dataset: AuditDataset, config: AuditConfig) -> AuditDataset:
     seed = config.seed if config.noise_seed is None else config.noise_seed
     probs = _confusion_probabilities(dataset, config) if kind == "instance" and rate > 0 else None
     return apply_noise(dataset, kind, rate, seed, probs=probs)
+
+
+def _with_noise(
+    dataset: AuditDataset, config: AuditConfig, given: NoisyLabels | None
+) -> tuple[AuditDataset, NoisyLabels | None]:
+    """The dataset with the configured noise, the `given` labels or drawn ones, and those labels."""
+    if not config.inject_noise:
+        return dataset, None
+    if given is None:
+        noisy = prepare_dataset(dataset, config)
+        return noisy, NoisyLabels(noisy.y, noisy.is_mislabeled, noisy.true_labels)
+    if len(given.labels) != len(dataset):
+        raise DatasetError(f"the noisy labels given hold {len(given.labels)} labels for {len(dataset)} samples")
+    return replace(dataset, y=given.labels, is_mislabeled=given.is_mislabeled, true_labels=given.true_labels), given
 
 
 def _confusion_probabilities(dataset: AuditDataset, config: AuditConfig) -> np.ndarray:
@@ -133,15 +139,29 @@ def run_audit(
     checkpoint_path: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
     warm_start: WarmStart | None = None,
+    noisy_labels: NoisyLabels | None = None,
+    on_noise: Callable[[NoisyLabels], None] | None = None,
+    trusted: dict[int, int] | None = None,
 ) -> AuditResult:
-    """`warm_start`: begin from a previous audit's model and final α, β, δ (see core.engine.Trainer)."""
+    """`warm_start`: begin from a previous audit's model and final α, β, δ (see core.engine.Trainer).
+
+    With `config.inject_noise` the audit trains on `noisy_labels` when given (those an interrupted
+    run of the same audit drew: resumed from its checkpoint, it must train on the same labels),
+    else on labels it draws, which it hands to `on_noise` before training starts.
+
+    `trusted` ({sample index: trusted label}): samples whose labels are trusted (reviewers'
+    verdicts). They become the validation split, held out from training (the validation fraction
+    is then not used): LiLAW's meta steps read them with their trusted labels, and FBR
+    (`weighting="fbr"`, which needs them) uses them as its clean set."""
     config.validate()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    dataset = prepare_dataset(dataset, config)
+    dataset, noisy = _with_noise(dataset, config, noisy_labels)
+    if noisy is not None and noisy_labels is None and on_noise:
+        on_noise(noisy)
     timings["noise_seconds"] = time.perf_counter() - started
 
-    trainer = Trainer(dataset, config, warm_start=warm_start)
+    trainer = Trainer(dataset, config, warm_start=warm_start, trusted=trusted)
     trained = trainer.fit(on_epoch=on_epoch, on_progress=on_progress, checkpoint_path=checkpoint_path, should_stop=should_stop)
     timings["train_seconds"] = float(sum(trained.epoch_seconds))
 
@@ -153,6 +173,8 @@ def run_audit(
 
     first, last = config.score_epochs or (1, None)
     scores = compute_scores(trained.history, first_epoch=first, last_epoch=last, oos_probs=oos_probs, labels=dataset.y)
+    if config.split_calibration:  # held-out samples' scores on the trained samples' scale
+        scores = calibrate_within_groups(scores, split_groups(trained.history, first, last))
     if config.default_score not in scores:
         raise ConfigError(f"default score {config.default_score!r} is not available (have {sorted(scores)})")
     rank = rank_scores(scores[config.default_score])
@@ -166,10 +188,10 @@ def run_audit(
         test_metrics = classifier_metrics(trainer.predict_proba(dataset.test.x), dataset.test.y)
 
     return AuditResult(
-        dataset=dataset, config=config, model_name=trained.model_name, history=trained.history,
+        dataset=dataset, noisy_labels=noisy, config=config, model_name=trained.model_name, history=trained.history,
         split=trained.split, trajectory=trained.trajectory, scores=scores, default_score=config.default_score,
         rank=rank, detection=detection, test_metrics=test_metrics, oos_probs=oos_probs, timings=timings,
-        device=trained.device, model=trained.model,
+        device=trained.device, model=trained.model, fbr=trained.fbr, trusted=trusted,
     )
 
 

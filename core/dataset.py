@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-Modality = Literal["image", "tabular", "timeseries"]
+from core.errors import DatasetError
+from core.modality import Modality
 
 
 @dataclass
@@ -62,6 +62,37 @@ class AuditDataset:
             test=self.test,
             meta=dict(self.meta),
         )
+
+
+def trusted_set(dataset: AuditDataset, labels_by_id: dict[str, str]) -> dict[int, int]:
+    """A trusted set by sample index, {index: class index}, from trusted labels by sample id.
+
+    A label is a class name of the dataset or, when it is no class name, a class index (as
+    `lilaw-audit audit` shows them: class names, or indices for unnamed classes). Unknown sample
+    ids or labels raise a DatasetError naming (the first few of) them."""
+    position = {sample_id: i for i, sample_id in enumerate(dataset.sample_ids)}
+    by_name = {name: c for c, name in enumerate(dataset.class_names)}
+    unknown = [sample_id for sample_id in labels_by_id if sample_id not in position]
+    if unknown:
+        raise DatasetError(f"{len(unknown)} trusted sample ids are not in dataset {dataset.name!r}: {_first(unknown)}")
+    trusted, bad = {}, []
+    for sample_id, label in labels_by_id.items():
+        label = str(label).strip()
+        if label in by_name:
+            trusted[position[sample_id]] = by_name[label]
+        elif label.lstrip("-").isdigit() and 0 <= int(label) < dataset.num_classes:
+            trusted[position[sample_id]] = int(label)
+        else:
+            bad.append(f"{sample_id}: {label!r}")
+    if bad:
+        raise DatasetError(
+            f"{len(bad)} trusted labels are neither a class name nor a class index of {dataset.name!r}: {_first(bad)}"
+        )
+    return trusted
+
+
+def _first(items: list[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def content_hashes(x: np.ndarray) -> list[str]:

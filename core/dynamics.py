@@ -45,7 +45,7 @@ class DynamicsHistory:
     """All epochs stacked: every array field is [E, N], row e = epoch e+1, column = sample index."""
 
     epochs: np.ndarray  # int [E]
-    split: np.ndarray  # uint8 [N] (constant over epochs)
+    split: np.ndarray  # uint8 [N]: the last epoch's (every epoch's, unless the split rotates)
     w_alpha: np.ndarray
     w_beta: np.ndarray
     w_delta: np.ndarray
@@ -56,6 +56,9 @@ class DynamicsHistory:
     predicted: np.ndarray
     margin: np.ndarray
     el2n: np.ndarray
+    # uint8 [E, N]: every epoch's split (a rotating validation split differs by epoch); None
+    # where only the last epoch's is known (then every epoch counts as having it).
+    epoch_split: np.ndarray | None = None
 
     @classmethod
     def stack(cls, epochs: list[EpochDynamics]) -> "DynamicsHistory":
@@ -70,6 +73,7 @@ class DynamicsHistory:
         return cls(
             epochs=np.array([e.epoch for e in epochs]),
             split=epochs[-1].split[order[-1]],
+            epoch_split=np.stack([e.split[o] for e, o in zip(epochs, order)]),
             **columns,
         )
 

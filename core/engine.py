@@ -8,75 +8,30 @@ The loop hands each epoch to a callback and knows nothing about where it goes.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.audit_config import TrainConfig
+from core.checkpoints import FitState, WarmStart, apply_warm_start, load_checkpoint, save_checkpoint
 from core.dataset import AuditDataset
 from core.dynamics import FLOAT_FIELDS, SPLIT_TRAIN, SPLIT_VAL, DynamicsHistory, EpochDynamics
 from core.errors import ConfigError
-from core.lilaw import LilawConfig, LilawParameters, label_and_max_probability, per_sample_loss
-from core.models import build_model, default_model_name
+from core.fbr import FbrBatch, default_alpha0, fbr_batch
+from core.lilaw import LilawParameters, label_and_max_probability, per_sample_loss
+from core.models import build_model, default_model_name, penultimate_features
 
-WEIGHTINGS = ("lilaw", "none")
 # Inputs below this size live on the accelerator for the whole run (no per-batch copies).
 _DEVICE_RESIDENT_BYTES = 1 << 30
 
 
 class AuditCancelled(Exception):
     """Raised inside the loop when `should_stop()` says so; the last checkpoint stays valid."""
-
-
-@dataclass
-class TrainConfig:
-    model: str | None = None  # None: the modality's default (see core.models.default_model_name)
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weighting: str = "lilaw"
-    loss: str = "ce"
-    focal_gamma: float = 2.0
-    val_fraction: float = 0.1
-    seed: int = 0
-    lilaw: LilawConfig = field(default_factory=LilawConfig)
-    pretrained: bool = False
-    weights_path: str | None = None
-    image_size: int | None = None  # resize images on the fly (e.g. 224 for a pretrained backbone)
-    device: str | None = None  # None: CUDA when available, else CPU
-    progress_every: int = 20  # steps between progress callbacks
-    # Off only where nobody reads the dynamics (cross-fitting, the plain-training baseline of
-    # benchmarks/overhead.py); fit() then returns no history.
-    record_dynamics: bool = True
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"unknown weighting {self.weighting!r}: use one of {WEIGHTINGS}")
-        if self.loss not in ("ce", "focal"):
-            raise ConfigError(f"unknown loss {self.loss!r}: use 'ce' or 'focal'")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
-        if self.weighting == "lilaw" and self.val_fraction == 0:
-            raise ConfigError("LiLAW needs a validation split: set a validation fraction > 0")
-        self.lilaw.validate()
-
-
-@dataclass(frozen=True)
-class WarmStart:
-    """Where a warm-started run begins: a previous run's trained weights and its final α, β, δ."""
-    model_state: dict[str, torch.Tensor]
-    lilaw_values: tuple[float, float, float]  # alpha, beta, delta
 
 
 @dataclass
@@ -99,6 +54,11 @@ class TrainResult:
     trajectory: np.ndarray
     epoch_seconds: list[float]
     device: str
+    # weighting="fbr": per-sample FBR arrays [E, N] (name -> array): "fbr_agreement" d_i (train
+    # rows from their batch, validation = trusted rows at the epoch's end; NaN where the given label
+    # has no trusted sample) and "fbr_weight" w_i (NaN for the validation rows, which are not
+    # trained on). None for the other weightings or without recorded dynamics.
+    fbr: dict[str, np.ndarray] | None = None
 
 
 def make_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -115,6 +75,52 @@ def make_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray
     if not (split == SPLIT_VAL).any():
         raise ConfigError("the validation split is empty: raise the validation fraction or add samples")
     return split
+
+
+def make_folds(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
+    """The folds of a rotating validation split: int64 [N] fold ids in 0..K−1, K = round(1 /
+    val_fraction), stratified and seeded (each class dealt round-robin from a shuffled order, the
+    dealing continuing across classes so that small classes spread over the folds)."""
+    folds = int(round(1 / val_fraction))
+    if folds < 2:
+        raise ConfigError("a rotating validation split needs at least 2 folds: lower the validation fraction")
+    if len(labels) < folds:
+        raise ConfigError(f"a rotating validation split of {folds} folds needs at least {folds} samples")
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        fold_of[members] = (start + np.arange(len(members))) % folds
+        start = (start + len(members)) % folds
+    return fold_of
+
+
+def trusted_split(num_samples: int, trusted_index: np.ndarray) -> np.ndarray:
+    """The split of an audit with a trusted set: the trusted samples are the validation split,
+    held out from training (LiLAW's meta-validation set, as Algorithm 1 holds its validation set
+    out; FBR's clean set), every other sample is trained on."""
+    split = np.full(num_samples, SPLIT_TRAIN, dtype=np.uint8)
+    split[trusted_index] = SPLIT_VAL
+    if not (split == SPLIT_TRAIN).any():
+        raise ConfigError("every sample is in the trusted set: none is left to train on")
+    return split
+
+
+def trusted_arrays(trusted: dict[int, int], num_samples: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A trusted set {sample index: trusted label} as (indices, labels), int64, by index; a
+    ConfigError names indices or labels out of range."""
+    if not trusted:
+        raise ConfigError("the trusted set is empty")
+    index = np.array(sorted(trusted), dtype=np.int64)
+    labels = np.array([trusted[i] for i in index.tolist()], dtype=np.int64)
+    bad = index[(index < 0) | (index >= num_samples)]
+    if len(bad):
+        raise ConfigError(f"trusted sample indices out of range [0, {num_samples}): {bad[:5].tolist()}")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if len(bad):
+        raise ConfigError(f"trusted labels out of range [0, {num_classes}): {sorted(set(bad.tolist()))[:5]}")
+    return index, labels
 
 
 class Inputs:
@@ -197,11 +203,6 @@ def _batch_dynamics(
         }
 
 
-def _some(names: list[str], shown: int = 3) -> str:
-    """The first few names, and how many more."""
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
 class Trainer:
     """Trains one classifier on `dataset` and records its per-sample dynamics epoch by epoch.
 
@@ -209,11 +210,17 @@ class Trainer:
     dataset): the optimizer starts fresh and LiLAW weighting is active from epoch 1, since α, β, δ
     are already meta-learned. A checkpoint that `fit` resumes from still overrides all of it; pass
     the same `warm_start` again on resume so that the warm-up rule stays the same.
+
+    `trusted` ({sample index: trusted label}, e.g. reviewers' verdicts) becomes the validation
+    split (unless `split` is given): held out from training, LiLAW's meta steps read it with the
+    trusted labels, and FBR (`weighting="fbr"`, which needs it) uses it as its clean set.
     """
 
     def __init__(self, dataset: AuditDataset, config: TrainConfig, split: np.ndarray | None = None,
-                 *, warm_start: WarmStart | None = None):
+                 *, warm_start: WarmStart | None = None, trusted: dict[int, int] | None = None):
         config.validate()
+        if config.weighting == "fbr" and not trusted:
+            raise ConfigError("FBR weighting needs a trusted set (samples whose labels are trusted)")
         self.dataset = dataset
         self.config = config
         self.device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -230,36 +237,39 @@ class Trainer:
         self.params = LilawParameters(config.lilaw, self.device)
         self.warm_start = warm_start
         if warm_start is not None:
-            self._apply_warm_start(warm_start)
-        self.split = make_split(dataset.y, config.val_fraction, config.seed) if split is None else split
+            apply_warm_start(warm_start, self.model, self.params, model_name=self.model_name, dataset=dataset)
+        self.trusted_index, trusted_labels = (
+            trusted_arrays(trusted, len(dataset), dataset.num_classes) if trusted else (None, None)
+        )
+        # A rotating validation split (config.val_split "rotate"): the fold of every sample; epoch e
+        # holds out fold (e − 1) mod K. None for a fixed split: a given one, a trusted set, or "fixed".
+        self.folds: np.ndarray | None = None
+        if split is None and not trusted and config.val_split == "rotate" and config.val_fraction > 0:
+            self.folds = make_folds(dataset.y, config.val_fraction, config.seed)
+        if split is None:
+            split = (trusted_split(len(dataset), self.trusted_index) if trusted
+                     else self.split_of_epoch(1) if self.folds is not None
+                     else make_split(dataset.y, config.val_fraction, config.seed))
+        self.split = split  # the split of the current epoch (every epoch's, unless rotating)
         self.inputs = Inputs(dataset.x, dataset.modality, self.device, config.image_size)
         self.labels = torch.from_numpy(dataset.y.astype(np.int64)).to(self.device)
+        # The labels the meta steps read: the given ones, the trusted label where there is one.
+        self.meta_labels = self.labels
+        self.fbr_clean: tuple[torch.Tensor, torch.Tensor] | None = None  # (index, trusted labels)
+        if trusted:
+            self.meta_labels = self.labels.clone()
+            index = torch.from_numpy(self.trusted_index).to(self.device)
+            clean_labels = torch.from_numpy(trusted_labels).to(self.device)
+            self.meta_labels[index] = clean_labels
+            self.fbr_clean = index, clean_labels
+            if config.weighting == "fbr" and len(np.unique(trusted_labels)) < 2:
+                raise ConfigError("FBR needs trusted samples of at least 2 classes")
+        self._fbr_epoch: dict | None = None  # this epoch's clean features, α0, warm-up flag and records
         self.train_index = torch.from_numpy(np.flatnonzero(self.split == SPLIT_TRAIN)).to(self.device)
         self.val_index = torch.from_numpy(np.flatnonzero(self.split == SPLIT_VAL)).to(self.device)
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
-        self._val_queue = torch.empty(0, dtype=torch.int64, device=self.device)
+        self.val_queue = torch.empty(0, dtype=torch.int64, device=self.device)
         self.autocast, self.scaler = self._mixed_precision()
-
-    def _apply_warm_start(self, warm_start: WarmStart) -> None:
-        """Load the previous run's weights into the fresh model and its α, β, δ into LiLAW."""
-        own, given = self.model.state_dict(), dict(warm_start.model_state)
-        missing, unexpected = sorted(own.keys() - given.keys()), sorted(given.keys() - own.keys())
-        shapes = [
-            f"{name} has shape {tuple(given[name].shape)}, the model needs {tuple(own[name].shape)}"
-            for name in own if name in given and tuple(given[name].shape) != tuple(own[name].shape)
-        ]
-        problems = [f"{what} {_some(names)}" for what, names in (("missing", missing), ("unexpected", unexpected)) if names]
-        if problems or shapes:
-            raise ConfigError(
-                f"cannot warm start: the previous run's weights do not fit model {self.model_name!r} for this "
-                f"dataset ({self.dataset.num_classes} classes, input {self.dataset.input_shape}): "
-                + "; ".join(problems + shapes[:3] + ([f"{len(shapes) - 3} more shapes differ"] if len(shapes) > 3 else []))
-            )
-        values = tuple(float(v) for v in warm_start.lilaw_values)
-        if len(values) != 3 or not all(np.isfinite(values)):
-            raise ConfigError(f"cannot warm start: LiLAW values must be three finite numbers (α, β, δ), got {values}")
-        self.model.load_state_dict(given)
-        self.params.load_state_dict({"values": torch.tensor(values, dtype=torch.float32)})
 
     def _mixed_precision(self):
         if self.device.type != "cuda":
@@ -267,6 +277,24 @@ class Trainer:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
         return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+    def split_of_epoch(self, epoch: int) -> np.ndarray:
+        """The train/validation split of `epoch` (1-based), reproducible from the seed: the fixed
+        split, or with a rotating one fold (epoch − 1) mod K held out and the others trained on."""
+        if self.folds is None:
+            return self.split
+        held_out = self.folds == (epoch - 1) % (int(self.folds.max()) + 1)
+        return np.where(held_out, SPLIT_VAL, SPLIT_TRAIN).astype(np.uint8)
+
+    def _rotate_split(self, epoch: int) -> None:
+        """With a rotating split, make `epoch`'s split current; the meta batches start a fresh
+        pass over its validation fold (so a resumed run draws them as an uninterrupted one)."""
+        if self.folds is None:
+            return
+        self.split = self.split_of_epoch(epoch)
+        self.train_index = torch.from_numpy(np.flatnonzero(self.split == SPLIT_TRAIN)).to(self.device)
+        self.val_index = torch.from_numpy(np.flatnonzero(self.split == SPLIT_VAL)).to(self.device)
+        self.val_queue = torch.empty(0, dtype=torch.int64, device=self.device)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -284,15 +312,16 @@ class Trainer:
     def _next_meta_batch(self) -> torch.Tensor:
         """The next validation batch of a shuffled pass over the validation split, reshuffled when used up."""
         size = min(self.config.lilaw.meta_batch_size, len(self.val_index))
-        if len(self._val_queue) < size:
+        if len(self.val_queue) < size:
             order = torch.randperm(len(self.val_index), generator=self.generator).to(self.device)
-            self._val_queue = self.val_index[order]
-        batch, self._val_queue = self._val_queue[:size], self._val_queue[size:]
+            self.val_queue = self.val_index[order]
+        batch, self.val_queue = self.val_queue[:size], self.val_queue[size:]
         return batch
 
     def train_step(self, index: torch.Tensor, weighted: bool) -> dict[str, torch.Tensor] | None:
         """One optimiser step on the batch; returns the batch's dynamics (from this forward pass)."""
         labels = self.labels[index]
+        fbr_weight = self._fbr_train_weights(index, labels) if self._fbr_epoch is not None else None
         with self.autocast():
             logits = self.model(self.inputs.batch(index))
         loss = self._loss(logits, labels)
@@ -303,6 +332,8 @@ class Trainer:
             _, p_label, p_max = softmax
             w_alpha, w_beta, w_delta = self.params.weights(p_label, p_max)
             objective = ((w_alpha + w_beta + w_delta) * loss).mean()
+        elif fbr_weight is not None:
+            objective = (fbr_weight * loss).mean()
         else:
             objective = loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
@@ -320,13 +351,64 @@ class Trainer:
     def meta_step(self) -> None:
         """Algorithm 1, lines 12–20: the network frozen, one gradient step on (α, β, δ)."""
         index = self._next_meta_batch()
-        labels = self.labels[index]
+        labels = self.meta_labels[index]
         self.model.eval()
         with torch.no_grad(), self.autocast():
             logits = self.model(self.inputs.batch(index))
         self.model.train()
         _, p_label, p_max = label_and_max_probability(logits, labels)
         self.params.meta_step(p_label, p_max, self._loss(logits, labels))
+
+    @torch.no_grad()
+    def _features(self, index: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of the samples in `index` (eval mode, no update), float32 [n, D]."""
+        self.model.eval()
+        chunks = []
+        for chunk in index.split(max(self.config.batch_size, 256)):
+            with self.autocast():
+                chunks.append(penultimate_features(self.model, self.inputs.batch(chunk)).float())
+        self.model.train()
+        return torch.cat(chunks)
+
+    def _start_fbr_epoch(self, epoch: int) -> None:
+        """The clean set's features, recomputed once per epoch, and this epoch's α0 and warm-up."""
+        fbr = self.config.fbr
+        alpha0 = default_alpha0(self.dataset.num_classes) if fbr.alpha0 is None else fbr.alpha0
+        if fbr.alpha0_epochs is not None and epoch > fbr.alpha0_epochs:
+            alpha0 = 0.0
+        # A warm start's features are already meaningful: no warm-up epoch (as for LiLAW).
+        warmup_epochs = 0 if self.warm_start is not None else fbr.warmup_epochs
+        index, labels = self.fbr_clean
+        n = len(self.split)
+        records = {
+            name: torch.full((n,), float("nan"), device=self.device) for name in ("fbr_agreement", "fbr_weight")
+        } if self.config.record_dynamics else None
+        self._fbr_epoch = {"clean": (self._features(index), labels), "alpha0": alpha0,
+                           "warm": epoch <= warmup_epochs, "records": records}
+
+    def _fbr(self, index: torch.Tensor, labels: torch.Tensor) -> FbrBatch:
+        features, clean_labels = self._fbr_epoch["clean"]
+        return fbr_batch(self._features(index), labels, features, clean_labels,
+                         self.dataset.num_classes, self._fbr_epoch["alpha0"])
+
+    def _fbr_train_weights(self, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The batch's FBR weights (detached; all ½ in a warm-up epoch), recorded with the agreement."""
+        batch = self._fbr(index, labels)
+        weight = torch.full_like(batch.weight, 0.5) if self._fbr_epoch["warm"] else batch.weight
+        records = self._fbr_epoch["records"]
+        if records is not None:
+            records["fbr_agreement"][index] = batch.agreement
+            records["fbr_weight"][index] = weight
+        return weight.detach()
+
+    def _finish_fbr_epoch(self) -> dict[str, np.ndarray]:
+        """The epoch's FBR arrays, the trusted (validation) rows' agreement measured now, against
+        the clean features of the end of the epoch."""
+        records = self._fbr_epoch["records"]
+        if len(self.val_index):
+            self._fbr_epoch["clean"] = (self._features(self.fbr_clean[0]), self.fbr_clean[1])
+            records["fbr_agreement"][self.val_index] = self._fbr(self.val_index, self.labels[self.val_index]).agreement
+        return {name: column.cpu().numpy() for name, column in records.items()}
 
     @torch.no_grad()
     def forward_dynamics(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -364,112 +446,100 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> TrainResult:
-        epochs: list[EpochDynamics] = []
-        trajectory: list[torch.Tensor] = []
-        epoch_seconds: list[float] = []
-        start_epoch = 1
-        if checkpoint_path and Path(checkpoint_path).is_file():
-            start_epoch, epochs, trajectory, epoch_seconds = self._load_checkpoint(checkpoint_path)
-
-        total_epochs = self.config.epochs
-        resumed_at, earlier_seconds = time.perf_counter(), sum(epoch_seconds)
+        state = self._start_or_resume(checkpoint_path)
         self.model.train()
-        for epoch in range(start_epoch, total_epochs + 1):
+        for epoch in range(state.start_epoch, self.config.epochs + 1):
             epoch_started = time.perf_counter()
-            weighted = self._weighting_active(epoch)
-            buffers = _EpochBuffers(len(self.split), self.device) if self.config.record_dynamics else None
-            order = self.train_index[torch.randperm(len(self.train_index), generator=self.generator).to(self.device)]
-            trajectory.append(self._trajectory_point(0, epoch))
-            for step, index in enumerate(order.split(self.config.batch_size), start=1):
-                batch_dynamics = self.train_step(index, weighted)
-                if buffers is not None:
-                    buffers.record(index, batch_dynamics)
-                if weighted:
-                    self.meta_step()
-                    trajectory.append(self._trajectory_point(step, epoch))
-                if on_progress and (step % self.config.progress_every == 0 or step == self.steps_per_epoch):
-                    on_progress(self._progress(epoch, step, resumed_at, start_epoch, earlier_seconds))
-                if should_stop and step % self.config.progress_every == 0 and should_stop():
-                    raise AuditCancelled(f"stopped at epoch {epoch}, step {step}")
+            self._rotate_split(epoch)
+            buffers = self._train_epoch(epoch, state, on_progress, should_stop)
             if buffers is not None:
-                if len(self.val_index):
-                    buffers.record(self.val_index, self.forward_dynamics(self.val_index))
-                epochs.append(buffers.to_epoch(epoch, self.split))
+                state.epochs.append(self._epoch_dynamics(epoch, buffers))
+                if self._fbr_epoch is not None:
+                    state.fbr.append(self._finish_fbr_epoch())
                 if on_epoch:
-                    on_epoch(epochs[-1])
-            epoch_seconds.append(time.perf_counter() - epoch_started)
+                    on_epoch(state.epochs[-1])
+            state.epoch_seconds.append(time.perf_counter() - epoch_started)
             if checkpoint_path:
-                self._save_checkpoint(checkpoint_path, epoch, epochs, trajectory, epoch_seconds)
+                save_checkpoint(checkpoint_path, self, epoch, state)
             if should_stop and should_stop():
                 raise AuditCancelled(f"stopped after epoch {epoch}")
+        return self._result(state)
 
+    def _start_or_resume(self, checkpoint_path: str | Path | None) -> FitState:
+        """A fresh run, or the one the checkpoint holds; the ETA's clock starts now either way."""
+        state = FitState()
+        if checkpoint_path and Path(checkpoint_path).is_file():
+            state = load_checkpoint(checkpoint_path, self)
+        state.resumed_at, state.earlier_seconds = time.perf_counter(), sum(state.epoch_seconds)
+        return state
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        state: FitState,
+        on_progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> _EpochBuffers | None:
+        """One shuffled pass over the train split, with a meta step after each batch once LiLAW
+        weighting is active; returns the train samples' dynamics (None when not recorded)."""
+        weighted = self._weighting_active(epoch)
+        if self.config.weighting == "fbr":
+            self._start_fbr_epoch(epoch)
+        buffers = _EpochBuffers(len(self.split), self.device) if self.config.record_dynamics else None
+        order = self.train_index[torch.randperm(len(self.train_index), generator=self.generator).to(self.device)]
+        state.trajectory.append(self._trajectory_point(0, epoch))
+        for step, index in enumerate(order.split(self.config.batch_size), start=1):
+            batch_dynamics = self.train_step(index, weighted)
+            if buffers is not None:
+                buffers.record(index, batch_dynamics)
+            if weighted:
+                self.meta_step()
+                state.trajectory.append(self._trajectory_point(step, epoch))
+            self._report_step(epoch, step, state, on_progress, should_stop)
+        return buffers
+
+    def _report_step(
+        self,
+        epoch: int,
+        step: int,
+        state: FitState,
+        on_progress: Callable[[Progress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        """Progress every `progress_every` steps and at the epoch's last; a stop request is
+        asked for every `progress_every` steps."""
+        if on_progress and (step % self.config.progress_every == 0 or step == self.steps_per_epoch):
+            on_progress(self._progress(epoch, step, state))
+        if should_stop and step % self.config.progress_every == 0 and should_stop():
+            raise AuditCancelled(f"stopped at epoch {epoch}, step {step}")
+
+    def _epoch_dynamics(self, epoch: int, buffers: _EpochBuffers) -> EpochDynamics:
+        """The epoch's row per sample, the validation samples scored out of sample at the epoch's end."""
+        if len(self.val_index):
+            buffers.record(self.val_index, self.forward_dynamics(self.val_index))
+        return buffers.to_epoch(epoch, self.split)
+
+    def _result(self, state: FitState) -> TrainResult:
         return TrainResult(
             model=self.model,
             model_name=self.model_name,
-            history=DynamicsHistory.stack(epochs) if epochs else None,
+            history=DynamicsHistory.stack(state.epochs) if state.epochs else None,
             split=self.split,
-            trajectory=torch.stack(trajectory).cpu().numpy() if trajectory else np.zeros((0, 5)),
-            epoch_seconds=epoch_seconds,
+            trajectory=torch.stack(state.trajectory).cpu().numpy() if state.trajectory else np.zeros((0, 5)),
+            epoch_seconds=state.epoch_seconds,
             device=str(self.device),
+            fbr={name: np.stack([e[name] for e in state.fbr]) for name in state.fbr[0]} if state.fbr else None,
         )
 
     def _trajectory_point(self, step: int, epoch: int) -> torch.Tensor:
         head = torch.tensor([step, epoch], dtype=torch.float32, device=self.device)
         return torch.cat([head, self.params.values.detach().clone()])
 
-    def _progress(self, epoch: int, step: int, resumed_at: float, start_epoch: int, earlier_seconds: float) -> Progress:
+    def _progress(self, epoch: int, step: int, state: FitState) -> Progress:
         """Progress with an ETA from the pace of this run (a resumed run does not count earlier epochs)."""
         steps_total = self.config.epochs * self.steps_per_epoch
         steps_done = (epoch - 1) * self.steps_per_epoch + step
-        steps_this_run = steps_done - (start_epoch - 1) * self.steps_per_epoch
-        this_run = time.perf_counter() - resumed_at
+        steps_this_run = steps_done - (state.start_epoch - 1) * self.steps_per_epoch
+        this_run = time.perf_counter() - state.resumed_at
         eta = this_run / steps_this_run * (steps_total - steps_done) if steps_this_run else None
-        return Progress(epoch, self.config.epochs, step, self.steps_per_epoch, earlier_seconds + this_run, eta)
-
-    # Checkpoints hold tensors and plain Python values only, so they load with weights_only=True.
-    def _save_checkpoint(self, path, epoch, epochs, trajectory, epoch_seconds) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        history = {
-            name: torch.from_numpy(np.stack([getattr(e, name) for e in epochs])) for name in (*FLOAT_FIELDS, "predicted")
-        } if epochs else {}
-        state = {
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "lilaw": self.params.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "val_queue": self._val_queue.cpu(),
-            "split": torch.from_numpy(self.split),
-            "history": history,
-            "trajectory": torch.stack(trajectory).cpu(),
-            "epoch_seconds": list(epoch_seconds),
-        }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-
-    def _load_checkpoint(self, path):
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.params.load_state_dict(state["lilaw"])
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        self._val_queue = state["val_queue"].to(self.device)
-        if not np.array_equal(state["split"].cpu().numpy(), self.split):
-            raise ConfigError("the checkpoint was written for a different train/validation split")
-        history = {name: tensor.cpu().numpy() for name, tensor in state["history"].items()}
-        epochs = [
-            EpochDynamics(
-                epoch=e + 1, sample_index=np.arange(len(self.split), dtype=np.int64), split=self.split.copy(),
-                **{name: values[e] for name, values in history.items()},
-            )
-            for e in range(state["epoch"] if history else 0)
-        ]
-        trajectory = list(state["trajectory"].to(self.device).unbind(0))
-        return state["epoch"] + 1, epochs, trajectory, list(state["epoch_seconds"])
+        return Progress(epoch, self.config.epochs, step, self.steps_per_epoch, state.earlier_seconds + this_run, eta)

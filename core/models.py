@@ -33,6 +33,9 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Linear(4 * width, num_classes)
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
@@ -48,6 +51,9 @@ class MLP(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden // 2, num_classes),
         )
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[:-1](x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -68,6 +74,9 @@ class CNN1d(nn.Module):
         )
         self.head = nn.Linear(2 * width, num_classes)
 
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
@@ -80,9 +89,22 @@ class StackedLSTM(nn.Module):
         self.lstm = nn.LSTM(in_channels, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x.transpose(1, 2))
-        return self.head(out[:, -1])
+        return out[:, -1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.penultimate(x))
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The features the classifier's last linear layer reads, [B, D]: a built-in's `penultimate`,
+    a timm model's pooled pre-logits (`forward_head(forward_features(x), pre_logits=True)`)."""
+    if hasattr(model, "penultimate"):
+        return model.penultimate(x)
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+        return model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
+    raise ConfigError(f"{type(model).__name__} exposes no penultimate features (needed by FBR)")
 
 
 def default_model_name(modality: str, input_shape: tuple[int, ...]) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from core.audit import AuditResult
 from core.dynamics import FLOAT_FIELDS, SPLIT_NAMES, DynamicsHistory
-from core.scores import ORIENTATION, SCORE_NAMES
+from core.score_registry import ORIENTATION, SCORE_NAMES
 
 
 def score_table(result: AuditResult) -> tuple[list[str], list[list]]:
@@ -19,6 +19,9 @@ def score_table(result: AuditResult) -> tuple[list[str], list[list]]:
     dataset = result.dataset
     predicted = result.history.predicted[-1]
     header = ["rank", "sample_id", "given_label", "predicted_label", "split", "default_score", *names]
+    fbr = result.fbr_agreement_score  # FBR runs: −mean agreement, not a registered score (yet)
+    if fbr is not None:
+        header.append("fbr_agreement")
     if dataset.is_mislabeled is not None:
         header.append("known_mislabeled")
     rows = []
@@ -28,6 +31,8 @@ def score_table(result: AuditResult) -> tuple[list[str], list[list]]:
             dataset.class_names[predicted[i]], SPLIT_NAMES[int(result.split[i])],
             float(result.default_scores[i]), *(float(result.scores[name][i]) for name in names),
         ]
+        if fbr is not None:
+            row.append(float(fbr[i]))
         if dataset.is_mislabeled is not None:
             row.append(int(dataset.is_mislabeled[i]))
         rows.append(row)
@@ -42,8 +47,10 @@ def write_scores_csv(result: AuditResult, path: Path) -> None:
         writer.writerows(rows)
 
 
-def write_dynamics(history: DynamicsHistory, sample_ids: list[str], path: Path) -> None:
-    """Every per-sample per-epoch field as an [epochs, samples] array (np.load with allow_pickle=False)."""
+def write_dynamics(history: DynamicsHistory, sample_ids: list[str], path: Path,
+                   extra: dict[str, np.ndarray] | None = None) -> None:
+    """Every per-sample per-epoch field as an [epochs, samples] array (np.load with allow_pickle=False);
+    `extra`: more [epochs, samples] arrays (FBR's fbr_agreement and fbr_weight)."""
     np.savez_compressed(
         path,
         epochs=history.epochs,
@@ -51,6 +58,7 @@ def write_dynamics(history: DynamicsHistory, sample_ids: list[str], path: Path) 
         sample_id=np.array(sample_ids, dtype=str),
         predicted=history.predicted,
         **{name: getattr(history, name) for name in FLOAT_FIELDS},
+        **(extra or {}),
     )
 
 
@@ -62,6 +70,7 @@ def summary(result: AuditResult) -> dict:
             "name": dataset.name, "modality": dataset.modality, "num_samples": len(dataset),
             "num_classes": dataset.num_classes, "class_names": dataset.class_names,
             "num_validation": int((result.split == 1).sum()), "noise": dataset.meta.get("noise"),
+            "num_trusted": None if result.trusted is None else len(result.trusted),
             "num_known_mislabeled": None if dataset.is_mislabeled is None else int(dataset.is_mislabeled.sum()),
         },
         "config": result.config.to_dict(),
@@ -88,7 +97,7 @@ def write_report(result: AuditResult, out_dir: Path) -> dict[str, Path]:
     }
     write_scores_csv(result, paths["scores"])
     paths["summary"].write_text(json.dumps(summary(result), indent=2, default=_json_default))
-    write_dynamics(result.history, result.dataset.sample_ids, paths["dynamics"])
+    write_dynamics(result.history, result.dataset.sample_ids, paths["dynamics"], extra=result.fbr)
     return paths
 
 

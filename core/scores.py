@@ -60,6 +60,51 @@ def compute_scores(
     return {name: scores[name] for name in SCORE_NAMES if name in scores}
 
 
+def split_groups(history: DynamicsHistory, first_epoch: int = 1, last_epoch: int | None = None) -> np.ndarray:
+    """Each sample's split group over epochs first..last: int64 [N], samples of one group held
+    out in the same epochs of the window (a fixed split: train and validation; a rotating one:
+    one group per fold, with those never held out in the window as one more)."""
+    rows = _window_rows(history, first_epoch, last_epoch)
+    splits = history.epoch_split[rows] if history.epoch_split is not None else np.asarray(history.split)[None, :]
+    _, groups = np.unique(np.asarray(splits).T, axis=0, return_inverse=True)
+    return groups.reshape(-1).astype(np.int64)
+
+
+def calibrate_within_groups(scores: dict[str, np.ndarray], groups: np.ndarray) -> dict[str, np.ndarray]:
+    """Every score of the smaller groups mapped by quantile onto the largest group's values: a
+    held-out sample gets the value that the trained sample at the same place among its own group
+    has, so a sample's place within its split decides, not its split. The largest group (the
+    trained samples) keeps its values, so scores keep their units (an `aum` above 0 is still a
+    negative mean margin). Order within a group is kept (ties stay ties); NaN stays NaN."""
+    groups = np.asarray(groups)
+    reference_group = np.bincount(groups).argmax()
+    calibrated = {}
+    for name, score in scores.items():
+        values = np.asarray(score, dtype=np.float64)
+        if values.shape != groups.shape:
+            raise ValueError(f"score {name!r} has shape {values.shape}, the groups {groups.shape}")
+        out = values.copy()
+        reference = values[(groups == reference_group) & np.isfinite(values)]
+        for group in np.unique(groups):
+            members = np.flatnonzero((groups == group) & np.isfinite(values))
+            if group == reference_group or not len(members) or not len(reference):
+                continue
+            quantiles = (_average_ranks(values[members]) - 0.5) / len(members)
+            out[members] = np.quantile(reference, quantiles)
+        calibrated[name] = out
+    return calibrated
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ascending ranks, ties given their average rank."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse.reshape(-1), weights=ranks)
+    return (sums / counts)[inverse.reshape(-1)]
+
+
 def epoch_scores(history: DynamicsHistory, epoch: int) -> dict[str, np.ndarray]:
     """The single-epoch scores (`EPOCH_SCORE_NAMES`: the LiLAW weights, aum, datamaps_confidence,
     el2n, loss) at one recorded epoch (1-based), oriented and named as in `compute_scores`."""

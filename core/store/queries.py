@@ -42,7 +42,12 @@ def last_epoch(session: Session, job_id: int) -> int | None:
 
 def epoch_score(name: str) -> ColumnElement:
     """Score `name` at one epoch as an expression over a `sample_epochs` row, higher = more
-    suspicious: its dynamics field with its sign, as `core.scores.epoch_scores` computes it."""
+    suspicious: its dynamics field with its sign, as `core.scores.epoch_scores` computes it.
+
+    Raw, not split-calibrated: `AuditConfig.split_calibration` calibrates the aggregated scores
+    before they are stored in `sample_scores`, which the default ranking reads. Calibrating one
+    epoch would rank by `percent_rank() OVER (PARTITION BY split ORDER BY <this expression>)`
+    over the job's rows of that epoch: a window over the whole epoch, not a per-row expression."""
     score = SCORE_BY_NAME[name]
     if score.epoch_field is None:
         raise ValueError(f"score {name!r} has no per-epoch form")
