@@ -1,4 +1,8 @@
-"""Tables streamed as CSV, Parquet or a JSON array, one chunk of rows at a time."""
+"""Tables streamed as CSV, Parquet or a JSON array, one chunk of rows at a time.
+
+A CSV cell is text a spreadsheet may run as a formula: one that begins with =, +, -, @, a tab or
+a carriage return (a sample id or label of an upload, say `=HYPERLINK(...)`) is written with a
+single quote in front, as OWASP recommends against CSV injection. Parquet and JSON stay raw."""
 
 from __future__ import annotations
 
@@ -12,14 +16,24 @@ import pyarrow.parquet as pq
 
 TEXT_COLUMNS = ("sample_id", "given_label", "predicted_label", "split")
 INTEGER_COLUMNS = ("rank", "sample_index")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """`value`, a text that a spreadsheet would take for a formula escaped with a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def csv_bytes(columns: list[str], chunks: Iterable[list[dict]]) -> Iterator[bytes]:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    # RFC 4180's CRLF: a cell holding a CR or LF is then quoted on every Python (3.11 quotes only
+    # the characters of the line terminator), so an id with a carriage return cannot split a row.
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
     writer.writeheader()
     for chunk in chunks:
-        writer.writerows(chunk)
+        writer.writerows({column: csv_cell(value) for column, value in row.items()} for row in chunk)
         yield _drain_text(buffer)
     yield _drain_text(buffer)
 

@@ -1,8 +1,10 @@
 """Every error answers JSON {"detail": "<message>"}: domain errors (`core.errors.AuditError` and
-its subclasses) with their own status code, request validation errors with 422."""
+its subclasses) with their own status code, request validation errors with 422. A 5xx's message
+names no internal detail (an address, a path, SQL): whatever caused it goes to the log."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from core.errors import AuditError
+
+logger = logging.getLogger(__name__)
 
 
 class AuthenticationError(AuditError):
@@ -35,7 +39,13 @@ def _location(loc: Sequence[str | int]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _audit_error(_request: Request, error: AuditError) -> JSONResponse:
+async def _audit_error(request: Request, error: AuditError) -> JSONResponse:
+    if error.status_code >= 500:
+        cause = error.__cause__ or error
+        logger.error(
+            "%s %s answered %s: %s (%r)", request.method, request.url.path, error.status_code, error.message, cause,
+            exc_info=cause,
+        )
     return JSONResponse(
         {"detail": error.message}, status_code=error.status_code, headers=getattr(error, "headers", None)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 from celery import Task
@@ -11,6 +12,8 @@ from core.services import audit_runs, job_claims, schedules, webhooks
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
 from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK, app
+
+logger = logging.getLogger(__name__)
 
 
 @lru_cache
@@ -24,7 +27,9 @@ def job_sessions() -> sessionmaker[Session]:
 
 class AuditTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        """Whatever escaped the service (a time limit, a lost database) marks the job failed."""
+        """Whatever escaped the service (a time limit, a lost database) marks the job failed; the
+        job shows a generic message, the log the exception."""
+        logger.error("audit task %s of job %s failed: %s: %s", task_id, args[0], type(exc).__name__, exc, exc_info=exc)
         message = job_claims.failure_message(exc)
         job_claims.mark_failed(job_sessions(), args[0], message, get_settings(), task_id=task_id)
 

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SettingsDep
 from api.errors import validation_message
 from api.schemas import BuiltinDatasetCreate, DatasetPublic, ErrorPublic, FlagCreate, FlagsPublic
+from api.schemas.common import DbId
 from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload
 from core.errors import DatasetError
 from core.services import UnsupportedFileTypeError, UploadTooLargeError, datasets
@@ -110,7 +111,7 @@ def list_datasets(owner: CurrentOwner, session: SessionDep) -> list[DatasetPubli
 
 
 @router.get("/{dataset_id}")
-def get_dataset(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> DatasetPublic:
+def get_dataset(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> DatasetPublic:
     return DatasetPublic.model_validate(datasets.get_dataset(session, owner.id, dataset_id))
 
 
@@ -141,8 +142,8 @@ async def _flags(request: Request, _owner: CurrentOwner) -> dict[str, bool | Non
     responses={415: {"model": ErrorPublic, "description": "neither CSV nor JSON"}},
 )
 def upload_flags(
-    dataset_id: int,
-    version: int,
+    dataset_id: DbId,
+    version: DbId,
     flags: Annotated[dict[str, bool | None], Depends(_flags)],
     owner: CurrentOwner,
     session: SessionDep,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from api.deps import AuditQueueDep, CurrentOwner, SessionDep
 from api.presenters import job_public
 from api.schemas import ErrorPublic, JobCreate, JobPublic
+from api.schemas.common import DbId
 from core.services import jobs
 from core.services.audit_options import audit_config
 from core.statuses import JobStatus
@@ -40,7 +41,7 @@ def submit_audit(body: JobCreate, owner: CurrentOwner, session: SessionDep, audi
 def list_jobs(
     owner: CurrentOwner,
     session: SessionDep,
-    dataset_id: int | None = None,
+    dataset_id: DbId | None = None,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[JobPublic]:
@@ -51,7 +52,7 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def get_job(
-    job_id: int,
+    job_id: DbId,
     owner: CurrentOwner,
     session: SessionDep,
     trajectory: Annotated[bool, Query(description="include the α/β/δ trajectory")] = True,
@@ -66,6 +67,6 @@ def get_job(
 
 
 @router.post("/{job_id}/cancel", responses={409: {"model": ErrorPublic, "description": "the job has already ended"}})
-def cancel_job(job_id: int, owner: CurrentOwner, session: SessionDep) -> JobPublic:
+def cancel_job(job_id: DbId, owner: CurrentOwner, session: SessionDep) -> JobPublic:
     """Cancel a queued or running job; the worker stops at its next progress tick."""
     return job_public(jobs.cancel_job(session, owner.id, job_id))

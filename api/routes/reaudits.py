@@ -17,6 +17,7 @@ from api.schemas import (
     ScheduleCreate,
     SchedulePublic,
 )
+from api.schemas.common import DbId
 from core.services import jobs, reaudits, schedules
 from core.services.artifacts import job_artifacts
 from core.services.audit_options import audit_config
@@ -32,7 +33,7 @@ router = APIRouter(
 
 
 @router.put("/datasets/{dataset_id}/schedule")
-def set_schedule(dataset_id: int, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
+def set_schedule(dataset_id: DbId, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
     """Re-audit the dataset on a schedule: a cron expression (UTC) or an interval. Each run
     audits the latest version, unless it is audited already. Training options left out of `audit`
     are those of the dataset's newest succeeded job. Takes effect without a restart."""
@@ -51,12 +52,12 @@ def set_schedule(dataset_id: int, body: ScheduleCreate, owner: CurrentOwner, ses
 
 
 @router.get("/datasets/{dataset_id}/schedule")
-def get_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
+def get_schedule(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
     return SchedulePublic.model_validate(schedules.get_schedule(session, owner.id, dataset_id))
 
 
 @router.delete("/datasets/{dataset_id}/schedule", status_code=204)
-def delete_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> Response:
+def delete_schedule(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> Response:
     schedules.delete_schedule(session, owner.id, dataset_id)
     return Response(status_code=204)
 
@@ -66,7 +67,7 @@ def delete_schedule(dataset_id: int, owner: CurrentOwner, session: SessionDep) -
     responses={503: {"model": ErrorPublic, "description": "the broker is down; the job is stored as failed"}},
 )
 def start_reaudit(
-    dataset_id: int, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep
+    dataset_id: DbId, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep
 ) -> ReauditPublic:
     """Re-audit the dataset's latest version now, compared with its newest succeeded job, whose
     configuration it reuses for the training options `audit` leaves out. Skipped when nothing
@@ -84,7 +85,7 @@ def start_reaudit(
 
 @router.get("/jobs/{job_id}/report")
 def reaudit_report(
-    job_id: int,
+    job_id: DbId,
     owner: CurrentOwner,
     session: SessionDep,
     settings: SettingsDep,

@@ -20,6 +20,7 @@ from api.schemas import (
     SplitName,
     SuspectPagePublic,
 )
+from api.schemas.common import DbId, SampleIndex, ScoreValue
 from core.dynamics import SPLIT_NAMES
 from core.services import InvalidParameterError, jobs, results
 from core.services.artifacts import job_artifacts
@@ -42,7 +43,7 @@ PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 @router.get("/suspects")
 def list_suspects(
-    job_id: int,
+    job_id: DbId,
     owner: CurrentOwner,
     session: SessionDep,
     settings: SettingsDep,
@@ -52,8 +53,8 @@ def list_suspects(
     predicted: Annotated[str | None, Query(description="only samples the model labels so")] = None,
     split: SplitName | None = None,
     score: Annotated[str | None, Query(description="order by this aggregated score instead of the stored rank")] = None,
-    epoch: Annotated[int | None, Query(ge=1, description="order by this epoch's score")] = None,
-    min_score: Annotated[float | None, Query(description="only samples whose ordering score is at least this")] = None,
+    epoch: Annotated[DbId | None, Query(description="order by this epoch's score")] = None,
+    min_score: Annotated[ScoreValue | None, Query(description="only samples whose ordering score is at least this")] = None,
 ) -> SuspectPagePublic:
     """Suspected mislabels, most suspicious first (every score is higher = more suspicious)."""
     job = jobs.get_job(session, owner.id, job_id)
@@ -76,7 +77,7 @@ def list_suspects(
 
 @router.get("/samples/{sample_index}/dynamics")
 def get_sample_dynamics(
-    job_id: int, sample_index: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
+    job_id: DbId, sample_index: SampleIndex, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
 ) -> SampleDynamicsPublic:
     """One sample's LiLAW weights, loss and prediction at every stored epoch, with its scores."""
     job = jobs.get_job(session, owner.id, job_id)
@@ -85,7 +86,7 @@ def get_sample_dynamics(
 
 
 @router.get("/metrics")
-def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
+def get_metrics(job_id: DbId, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
     """AUROC, AUPRC (mislabeled and clean as positive) and precision/recall@k of every score
     against the known flags, aggregated and per epoch; recomputed first when reviewers' decisions
     changed the known flags since."""
@@ -96,7 +97,7 @@ def get_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings:
 
 @router.get("/charts", responses={409: {"model": ErrorPublic, "description": "the job has no scores yet"}})
 def get_charts(
-    job_id: int,
+    job_id: DbId,
     owner: CurrentOwner,
     session: SessionDep,
     settings: SettingsDep,
@@ -115,7 +116,7 @@ def get_charts(
     "/metrics/recompute",
     responses={409: {"model": ErrorPublic, "description": "the job has not succeeded, or no flag is known"}},
 )
-def recompute_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
+def recompute_metrics(job_id: DbId, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> JobMetricsPublic:
     """Recompute a finished job's metrics against its dataset version's current known flags
     (against the injected flags for a job with injected noise)."""
     job = jobs.get_job(session, owner.id, job_id)
@@ -132,7 +133,7 @@ def recompute_metrics(job_id: int, owner: CurrentOwner, session: SessionDep, set
     },
 )
 def download_scores_csv(
-    job_id: int, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
+    job_id: DbId, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
 ) -> StreamingResponse:
     """Every sample's rank, labels, split, scores and known flag, in rank order."""
     return _score_table(session, sessions, jobs.get_job(session, owner.id, job_id), settings, "csv")
@@ -147,7 +148,7 @@ def download_scores_csv(
     },
 )
 def download_scores_parquet(
-    job_id: int, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
+    job_id: DbId, owner: CurrentOwner, session: SessionDep, sessions: SessionFactoryDep, settings: SettingsDep
 ) -> StreamingResponse:
     """The score table of `scores.csv` as Parquet, one row group per chunk of rows."""
     return _score_table(session, sessions, jobs.get_job(session, owner.id, job_id), settings, "parquet")
@@ -158,7 +159,7 @@ def download_scores_parquet(
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "the trained model's file"}},
 )
-def download_model(job_id: int, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def download_model(job_id: DbId, owner: CurrentOwner, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The trained model, as the worker saved it."""
     job = jobs.get_job(session, owner.id, job_id)
     path = results.model_path(job, job_artifacts(settings, job))

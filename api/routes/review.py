@@ -22,6 +22,7 @@ from api.schemas import (
     ReviewQueuePublic,
     SplitName,
 )
+from api.schemas.common import DbId, SampleIndex, ScoreValue
 from core.services import decisions, jobs, reviews
 from core.services.artifacts import job_artifacts
 from core.services.decisions import Reviewer
@@ -46,7 +47,7 @@ THUMBNAIL_CACHE_CONTROL = "private, max-age=31536000, immutable"
     responses={409: {"model": ErrorPublic, "description": "the job has no scores yet"}},
 )
 def review_queue(
-    job_id: int,
+    job_id: DbId,
     reviewer: CurrentReviewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -54,7 +55,7 @@ def review_queue(
     cursor: Annotated[str | None, Query(description="the `next_cursor` of the previous page")] = None,
     label: Annotated[str | None, Query(description="only samples with this label")] = None,
     split: SplitName | None = None,
-    min_score: Annotated[float | None, Query(description="only samples whose default score is at least this")] = None,
+    min_score: Annotated[ScoreValue | None, Query(description="only samples whose default score is at least this")] = None,
     status: ReviewStatus = ReviewStatus.UNDECIDED,
 ) -> ReviewQueuePublic:
     """The job's suspects in rank order with what a reviewer decides on: the sample (a thumbnail
@@ -82,8 +83,8 @@ def review_queue(
     responses={200: {"content": {"image/png": {}}, "description": "the thumbnail"}, 304: {"description": "unchanged"}},
 )
 def get_thumbnail(
-    job_id: int,
-    sample_index: int,
+    job_id: DbId,
+    sample_index: SampleIndex,
     reviewer: CurrentReviewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -102,7 +103,7 @@ def get_thumbnail(
 
 @router.post("/jobs/{job_id}/decisions", status_code=201)
 def record_decision(
-    job_id: int, body: DecisionCreate, reviewer: CurrentReviewer, session: SessionDep, settings: SettingsDep
+    job_id: DbId, body: DecisionCreate, reviewer: CurrentReviewer, session: SessionDep, settings: SettingsDep
 ) -> DecisionPublic:
     """Record the caller's decision on a sample of the job: keep its label, relabel it (`label`),
     or remove it as ambiguous. Relabelled and removed samples become known mislabeled, kept ones
@@ -121,14 +122,14 @@ def record_decision(
         409: {"model": ErrorPublic, "description": "undone already"},
     },
 )
-def undo_decision(decision_id: int, reviewer: CurrentReviewer, session: SessionDep) -> DecisionPublic:
+def undo_decision(decision_id: DbId, reviewer: CurrentReviewer, session: SessionDep) -> DecisionPublic:
     """Undo one of the caller's decisions; their previous decision on the sample counts again."""
     return DecisionPublic.model_validate(decisions.undo_decision(session, reviewer, decision_id))
 
 
 @router.get("/jobs/{job_id}/decisions")
 def list_decisions(
-    job_id: int,
+    job_id: DbId,
     reviewer: CurrentReviewer,
     session: SessionDep,
     settings: SettingsDep,
@@ -146,7 +147,7 @@ EXPORT_MEDIA_TYPES = {"csv": "text/csv", "json": "application/json", "labelstudi
 
 
 def _export(
-    job_id: int, fmt: str, reviewer: Reviewer, session: Session, sessions: sessionmaker[Session], settings: Settings,
+    job_id: DbId, fmt: str, reviewer: Reviewer, session: Session, sessions: sessionmaker[Session], settings: Settings,
     decided_only: bool,
 ) -> StreamingResponse:  # fmt: skip
     job = jobs.get_job(session, reviewer.owner_id, job_id)
@@ -174,7 +175,7 @@ DecidedOnly = Annotated[bool, Query(description="only the samples with a decisio
     responses={200: {"content": {"text/csv": {}}, "description": "streamed"}},
 )
 def export_csv(
-    job_id: int,
+    job_id: DbId,
     reviewer: CurrentReviewer,
     session: SessionDep,
     sessions: SessionFactoryDep,
@@ -193,7 +194,7 @@ def export_csv(
     responses={200: {"content": {"application/json": {}}, "description": "streamed"}},
 )
 def export_json(
-    job_id: int,
+    job_id: DbId,
     reviewer: CurrentReviewer,
     session: SessionDep,
     sessions: SessionFactoryDep,
@@ -210,7 +211,7 @@ def export_json(
     responses={200: {"content": {"application/json": {}}, "description": "streamed"}},
 )
 def export_label_studio(
-    job_id: int,
+    job_id: DbId,
     reviewer: CurrentReviewer,
     session: SessionDep,
     sessions: SessionFactoryDep,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SettingsDep
 from api.schemas import AppendPublic, DatasetPublic, DatasetVersionPublic, ErrorPublic, VersionDiffPublic
+from api.schemas.common import DbId
 from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload
 from core.services import UnsupportedFileTypeError, datasets, versions
 
@@ -35,7 +36,7 @@ async def _upload(request: Request, _owner: CurrentOwner, store: BlobStoreDep) -
 
 
 @router.get("")
-def list_versions(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> list[DatasetVersionPublic]:
+def list_versions(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> list[DatasetVersionPublic]:
     """The dataset's versions, oldest first, each with how it was made from its parent."""
     dataset = datasets.get_dataset(session, owner.id, dataset_id)
     return [DatasetVersionPublic.model_validate(version) for version in dataset.versions]
@@ -48,7 +49,7 @@ def list_versions(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> 
     responses={413: {"model": ErrorPublic, "description": "the file is larger than the upload limit"}},
 )
 def append_samples(
-    dataset_id: int,
+    dataset_id: DbId,
     upload: Annotated[DatasetUpload, Depends(_upload)],
     owner: CurrentOwner,
     session: SessionDep,
@@ -72,7 +73,7 @@ def append_samples(
 
 @router.post("/relabel", status_code=201)
 def apply_relabels(
-    dataset_id: int, owner: CurrentOwner, session: SessionDep, store: BlobStoreDep, settings: SettingsDep
+    dataset_id: DbId, owner: CurrentOwner, session: SessionDep, store: BlobStoreDep, settings: SettingsDep
 ) -> DatasetVersionPublic:
     """A new version with the reviewers' agreed relabels and removals applied to the latest one."""
     dataset = versions.apply_relabels(session, store, settings, owner.id, dataset_id)
@@ -81,11 +82,11 @@ def apply_relabels(
 
 @router.get("/diff")
 def diff_versions(
-    dataset_id: int,
+    dataset_id: DbId,
     owner: CurrentOwner,
     session: SessionDep,
-    base: Annotated[int, Query(ge=1, description="the version to compare from")],
-    version: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+    base: Annotated[DbId, Query(description="the version to compare from")],
+    version: Annotated[DbId | None, Query(description="default: the latest")] = None,
 ) -> VersionDiffPublic:
     """Samples added, removed and relabeled (by sample id) from `base` to `version`."""
     version = version or datasets.get_version(session, owner.id, dataset_id).version

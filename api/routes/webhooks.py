@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import CurrentOwner, SessionDep, SettingsDep
 from api.schemas import DeliveryPublic, ErrorPublic, WebhookCreate, WebhookCreated, WebhookPublic
+from api.schemas.common import DbId
 from core.services import datasets, webhooks
 from core.store.models import utcnow
 
@@ -28,7 +29,7 @@ router = APIRouter(
 
 @router.put("")
 def set_webhook(
-    dataset_id: int, body: WebhookCreate, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
+    dataset_id: DbId, body: WebhookCreate, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
 ) -> WebhookCreated:
     """Call `url` whenever a re-audit of the dataset finishes (replacing the webhook set before).
     Keep the secret from this response: every call is signed with it, and it is never shown again."""
@@ -42,14 +43,14 @@ def set_webhook(
 
 
 @router.get("")
-def get_webhook(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> WebhookPublic:
+def get_webhook(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> WebhookPublic:
     """The dataset's webhook (its secret is never shown again)."""
     datasets.get_dataset(session, owner.id, dataset_id)
     return WebhookPublic.model_validate(webhooks.get_webhook(session, dataset_id))
 
 
 @router.delete("", status_code=204)
-def delete_webhook(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> Response:
+def delete_webhook(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> Response:
     """Stop calling the webhook; deliveries still pending fail."""
     datasets.get_dataset(session, owner.id, dataset_id)
     webhooks.delete_webhook(session, dataset_id)
@@ -58,7 +59,7 @@ def delete_webhook(dataset_id: int, owner: CurrentOwner, session: SessionDep) ->
 
 @router.get("/deliveries")
 def list_deliveries(
-    dataset_id: int, owner: CurrentOwner, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    dataset_id: DbId, owner: CurrentOwner, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[DeliveryPublic]:
     """The webhook's deliveries, newest first: pending, delivered or failed, with the last error."""
     datasets.get_dataset(session, owner.id, dataset_id)
@@ -70,7 +71,7 @@ def list_deliveries(
     "/deliveries/{delivery_id}/retry",
     responses={409: {"model": ErrorPublic, "description": "delivered already, or no webhook to send it to"}},
 )
-def retry_delivery(dataset_id: int, delivery_id: int, owner: CurrentOwner, session: SessionDep) -> DeliveryPublic:
+def retry_delivery(dataset_id: DbId, delivery_id: DbId, owner: CurrentOwner, session: SessionDep) -> DeliveryPublic:
     """Send a failed delivery again at the worker's next pass, to the webhook's current URL, with
     a fresh count of attempts."""
     datasets.get_dataset(session, owner.id, dataset_id)
@@ -78,7 +79,7 @@ def retry_delivery(dataset_id: int, delivery_id: int, owner: CurrentOwner, sessi
 
 
 @router.post("/test", status_code=201)
-def test_webhook(dataset_id: int, owner: CurrentOwner, session: SessionDep) -> DeliveryPublic:
+def test_webhook(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) -> DeliveryPublic:
     """Queue a `ping` call to the webhook (payload `{"event": "ping", "dataset_id": ...}`), made at
     the worker's next pass; follow it in the deliveries."""
     datasets.get_dataset(session, owner.id, dataset_id)

@@ -7,8 +7,18 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.common import Schema
-from core.audit_config import AuditConfig, LilawConfig
+from api.schemas.common import DbId, Schema
+from core.audit_config import (
+    MAX_BATCH_SIZE,
+    MAX_CROSS_FIT,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_LR,
+    MAX_META_BATCH_SIZE,
+    MAX_SEED,
+    AuditConfig,
+    LilawConfig,
+)
 from core.statuses import JobStatus
 
 
@@ -20,9 +30,9 @@ class AuditSettings(Schema):
     model: str | None = Field(
         None, max_length=200, description="small-cnn, mlp, cnn1d, lstm or a timm model; default: by modality"
     )
-    epochs: int = Field(AuditConfig.epochs, ge=1)
-    batch_size: int = Field(AuditConfig.batch_size, ge=1)
-    lr: float = Field(AuditConfig.lr, gt=0, description="Adam learning rate of the network")
+    epochs: int = Field(AuditConfig.epochs, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(AuditConfig.batch_size, ge=1, le=MAX_BATCH_SIZE)
+    lr: float = Field(AuditConfig.lr, gt=0, le=MAX_LR, description="Adam learning rate of the network")
     val_fraction: float = Field(
         AuditConfig.val_fraction, ge=0, lt=1, description="share of samples in the validation split"
     )
@@ -33,12 +43,14 @@ class AuditSettings(Schema):
         description="KIND:RATE label noise for evaluation; uniform, asymmetric, adjacent or instance",
         examples=["uniform:0.3"],
     )
-    seed: int = AuditConfig.seed
-    cross_fit: int = Field(0, ge=0, description="K >= 2: K-fold confident-learning scores too")
-    meta_batch_size: int = Field(LilawConfig.meta_batch_size, ge=1, description="validation samples per meta step")
+    seed: int = Field(AuditConfig.seed, ge=0, le=MAX_SEED)
+    cross_fit: int = Field(0, ge=0, le=MAX_CROSS_FIT, description="K >= 2: K-fold confident-learning scores too")
+    meta_batch_size: int = Field(
+        LilawConfig.meta_batch_size, ge=1, le=MAX_META_BATCH_SIZE, description="validation samples per meta step"
+    )
     clamp: bool = Field(False, description="keep alpha >= 1 and beta <= delta <= alpha after every meta step")
     pretrained: bool = Field(False, description="timm backbones: start from pretrained weights in the worker's cache")
-    image_size: int | None = Field(None, ge=1, description="resize images to this size inside the model")
+    image_size: int | None = Field(None, ge=1, le=MAX_IMAGE_SIZE, description="resize images to this size inside the model")
 
     def training_options(self) -> dict[str, Any]:
         """The options the request names (see `core.services.audit_options`)."""
@@ -46,8 +58,8 @@ class AuditSettings(Schema):
 
 
 class JobCreate(AuditSettings):
-    dataset_id: int
-    version: int | None = Field(None, description="dataset version; default: the latest")
+    dataset_id: DbId
+    version: DbId | None = Field(None, description="dataset version; default: the latest")
 
 
 class ProgressPublic(Schema):

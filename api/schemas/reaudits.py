@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.common import Schema
+from api.schemas.common import INT32_MAX, Schema
 from api.schemas.jobs import AuditSettings, JobPublic
 
 
@@ -16,7 +16,9 @@ class ScheduleCreate(Schema):
     model_config = ConfigDict(extra="forbid")
 
     cron: str | None = Field(None, max_length=120, description="five-field cron expression, UTC", examples=["0 3 * * 1"])
-    interval_seconds: int | None = Field(None, ge=60, description="instead of cron: run every so many seconds")
+    interval_seconds: int | None = Field(
+        None, ge=60, le=INT32_MAX, description="instead of cron: run every so many seconds"
+    )
     warm_start: bool = Field(False, description="start each re-audit from the previous job's model")
     enabled: bool = True
     audit: AuditSettings = Field(

@@ -7,14 +7,14 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.common import Schema, SplitName
+from api.schemas.common import SampleIndex, Schema, SplitName
 from core.verdicts import Verdict
 
 
 class DecisionCreate(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    sample_index: int = Field(ge=0)
+    sample_index: SampleIndex
     verdict: Verdict = Field(description="keep the label, relabel it, or remove the sample (ambiguous)")
     label: str | None = Field(None, description="relabel only: the new label")
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import KeyHolder, key_holder
 from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep, SettingsDep
+from api.schemas.common import DbId
 from core.services import NotFoundError, jobs, reaudits, results
 from core.services.artifacts import job_artifacts
 from core.store.models import AuditJob, JobStatus
@@ -96,7 +97,7 @@ def job_list(request: Request, viewer: PageViewer, session: SessionDep) -> Respo
 
 @router.get("/jobs/{job_id}")
 def job_page(
-    job_id: int, request: Request, viewer: PageViewer, session: SessionDep, settings: SettingsDep
+    job_id: DbId, request: Request, viewer: PageViewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
     if viewer is None:
         return _to_login(request)
@@ -110,7 +111,7 @@ def job_page(
 
 
 @router.get("/jobs/{job_id}/review")
-def review_page(job_id: int, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
+def review_page(job_id: DbId, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
     if viewer is None:
         return _to_login(request)
     job = _job(session, viewer, job_id)
@@ -127,7 +128,7 @@ def review_page(job_id: int, request: Request, viewer: PageViewer, session: Sess
     return _page(request, "review.html", viewer, job=job, data=data)
 
 
-def _job(session: Session, viewer: KeyHolder, job_id: int) -> AuditJob | None:
+def _job(session: Session, viewer: KeyHolder, job_id: DbId) -> AuditJob | None:
     try:
         return jobs.get_job(session, viewer.owner.id, job_id)
     except NotFoundError:
@@ -146,7 +147,7 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
 
 
-def _not_found(request: Request, viewer: KeyHolder, job_id: int) -> HTMLResponse:
+def _not_found(request: Request, viewer: KeyHolder, job_id: DbId) -> HTMLResponse:
     return _page(request, "not_found.html", viewer, status_code=404, what=f"job {job_id}")
 
 

@@ -29,7 +29,7 @@ from core.errors import AuditError, ConfigError, DatasetError
 from core.loaders import load_dataset
 from core.services import job_claims, reaudits, webhooks
 from core.services.artifacts import JobArtifacts, job_artifacts
-from core.services.blobs import dataset_source
+from core.services.blobs import dataset_source, version_file_errors
 from core.services.warm_start import warm_start
 from core.settings import Settings
 from core.store import (
@@ -58,7 +58,8 @@ Sessions = sessionmaker[Session]
 def execute_job(sessions: Sessions, job_id: int, settings: Settings, *, task_id: str | None = None) -> JobStatus | None:
     """Run the job unless it is finished or held by a live execution; returns its status when
     this execution stops (None for a job that does not exist). Expected failures (`AuditError`)
-    are recorded and returned as FAILED; any other exception is recorded and re-raised."""
+    are recorded and returned as FAILED; any other exception is logged, recorded as a generic
+    message naming its class only (`job_claims.failure_message`) and re-raised."""
     task_id = task_id or uuid.uuid4().hex
     status = job_claims.claim(sessions, job_id, task_id, settings)
     if status is not JobStatus.RUNNING:
@@ -75,6 +76,7 @@ def execute_job(sessions: Sessions, job_id: int, settings: Settings, *, task_id:
         job_claims.mark_failed(sessions, job_id, error.message, settings, task_id=task_id)
         return JobStatus.FAILED
     except Exception as error:
+        logger.exception("job %s failed", job_id)
         job_claims.mark_failed(sessions, job_id, job_claims.failure_message(error), settings, task_id=task_id)
         raise
 
@@ -207,7 +209,8 @@ def _audit_config(values: dict[str, Any]) -> AuditConfig:
 
 def _load_version(settings: Settings, version: DatasetVersion, samples: list) -> AuditDataset:
     """The version's blob as a dataset, checked against its sample rows (same ids, order, labels)."""
-    dataset = load_dataset(dataset_source(version, settings), modality=version.modality)
+    with version_file_errors(version, settings):  # the job's owner reads the error: no blob path
+        dataset = load_dataset(dataset_source(version, settings), modality=version.modality)
     if len(dataset) != len(samples):
         raise DatasetError(
             f"dataset version {version.id} has {len(samples)} sample rows but its file holds {len(dataset)} samples"

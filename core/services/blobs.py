@@ -4,6 +4,9 @@ by the sha256 of its bytes plus its original suffix, so that `core.loaders` disp
 An upload is written to `incoming/` while its hash and size are taken, then moved into place;
 the same bytes uploaded again reuse the stored file. A dataset version's `blob_uri` is its blob's
 path relative to the data dir, or ``builtin:NAME`` for a built-in dataset.
+
+A blob's path and name are internal: an error a user reads names the file they uploaded
+(`Blob.filename`) or a stored version's file, never `<sha256>.zip` (`shown_as`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import hashlib
 import io
 import math
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import AuditError
 from core.services import UnsupportedFileTypeError, UploadTooLargeError
 from core.settings import Settings
 from core.store.models import DatasetVersion
@@ -27,6 +34,7 @@ from core.store.models import DatasetVersion
 # Longest first: a time series table keeps its `.ts` marker.
 SUFFIXES = (".ts.csv", ".ts.tsv", ".ts.parquet", ".ts.pq", ".zip", ".npz", ".csv", ".tsv", ".parquet", ".pq")
 BUILTIN_PREFIX = "builtin:"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def blob_suffix(filename: str) -> str:
@@ -48,19 +56,53 @@ def dataset_source(version: DatasetVersion, settings: Settings) -> str:
     return str(settings.data_dir / version.blob_uri)
 
 
+@contextmanager
+def shown_as(path: str | Path, shown: str) -> Iterator[None]:
+    """Domain errors raised inside name the file at `path` as `shown`: its path, its file name
+    and a blob's sha256 (its name less the suffix, which a loader takes for the dataset's name)
+    are replaced in their message."""
+    try:
+        yield
+    except AuditError as error:
+        path = Path(path)
+        sha256 = path.name.split(".", 1)[0]
+        message = error.message
+        for internal in (str(path), path.name, sha256 if _SHA256.fullmatch(sha256) else ""):
+            if internal:
+                message = message.replace(internal, shown)
+        error.message, error.args = message, (message,)
+        raise
+
+
+@contextmanager
+def version_file_errors(version: DatasetVersion, settings: Settings) -> Iterator[None]:
+    """Errors raised inside, while reading `version`'s blob, name it as that version's file."""
+    if version.blob_uri.startswith(BUILTIN_PREFIX):
+        yield
+        return
+    with shown_as(dataset_source(version, settings), f"the file of dataset version {version.version}"):
+        yield
+
+
 @dataclass(frozen=True)
 class Blob:
     sha256: str
     path: Path
     uri: str
     is_new: bool  # this upload created the file
+    filename: str | None = None  # the uploaded file's own name, what its errors show
+
+    @property
+    def shown_name(self) -> str:
+        return self.filename or "the uploaded file"
 
 
 class BlobWriter:
     """The bytes of one upload on their way into the store."""
 
-    def __init__(self, store: BlobStore, suffix: str, max_bytes: float):
+    def __init__(self, store: BlobStore, suffix: str, max_bytes: float, filename: str | None = None):
         self._store = store
+        self._filename = filename
         self._suffix = suffix
         self._max_bytes = max_bytes
         self._hash = hashlib.sha256()
@@ -84,7 +126,8 @@ class BlobWriter:
             os.replace(self._file.name, path)
         else:
             os.unlink(self._file.name)
-        return Blob(sha256=sha256, path=path, uri=path.relative_to(self._store.data_dir).as_posix(), is_new=is_new)
+        uri = path.relative_to(self._store.data_dir).as_posix()
+        return Blob(sha256=sha256, path=path, uri=uri, is_new=is_new, filename=self._filename)
 
     def discard(self) -> None:
         self._file.close()
@@ -102,7 +145,7 @@ class BlobStore:
         """A writer for an upload named `filename`; raises if its file type is not supported."""
         suffix = blob_suffix(filename)
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
-        return BlobWriter(self, suffix, self.max_bytes)
+        return BlobWriter(self, suffix, self.max_bytes, filename)
 
     def save_arrays(self, arrays: dict[str, np.ndarray]) -> Blob:
         """Store arrays as an .npz blob (a dataset version the service made itself, so not

@@ -22,7 +22,7 @@ from core.dataset import AuditDataset, Modality, content_hashes
 from core.errors import AuditError, DatasetError
 from core.loaders import BUILTINS, FALSE_TEXTS, TRUE_TEXTS, load_dataset
 from core.services import ConflictError, NotFoundError
-from core.services.blobs import BUILTIN_PREFIX, Blob, BlobStore
+from core.services.blobs import BUILTIN_PREFIX, Blob, BlobStore, shown_as
 from core.store.models import Dataset, DatasetVersion, Sample
 
 MAX_SAMPLE_ID_LENGTH = Sample.__table__.c.sample_id.type.length
@@ -79,8 +79,9 @@ def create_from_blob(
     """A new version of the owner's dataset `name` from an uploaded blob. When the file cannot be
     read as a dataset, the blob is removed (if this upload created it) and `DatasetError` raised."""
     try:
-        loaded = load_dataset(blob.path, modality=modality, max_pixels=max_pixels)
-        check_sample_ids(loaded)
+        with shown_as(blob.path, blob.shown_name):
+            loaded = load_dataset(blob.path, modality=modality, max_pixels=max_pixels)
+            check_sample_ids(loaded)
     except AuditError:
         store.discard_if_unused(session, blob)
         raise

@@ -119,8 +119,12 @@ class Heartbeat:
 
 
 def failure_message(error: BaseException) -> str:
-    """What a failed job records: the message of an expected failure, else type and message."""
-    return error.message if isinstance(error, AuditError) else f"{type(error).__name__}: {error}"
+    """What a failed job records, which its owner reads: the message of an expected failure (an
+    `AuditError`, written for users), else only the exception's class; the text of a database or
+    file error (SQL, row values, paths) belongs in the worker's log, not in the job."""
+    if isinstance(error, AuditError):
+        return error.message
+    return f"internal error ({type(error).__name__}) while running the audit; the worker's log has the details"
 
 
 def mark_failed(

@@ -21,7 +21,7 @@ from core.dataset import AuditDataset
 from core.loaders import load_dataset
 from core.services import ConflictError
 from core.services.artifacts import write_atomically
-from core.services.blobs import dataset_source
+from core.services.blobs import dataset_source, version_file_errors
 from core.settings import Settings
 from core.store.models import DatasetVersion
 
@@ -42,7 +42,8 @@ def version_loader(version: DatasetVersion, settings: Settings) -> DatasetLoader
     @functools.cache
     def load() -> AuditDataset:
         source = dataset_source(version, settings)
-        return load_dataset(source, modality=version.modality, max_pixels=settings.max_decoded_pixels)
+        with version_file_errors(version, settings):
+            return load_dataset(source, modality=version.modality, max_pixels=settings.max_decoded_pixels)
 
     return load
 

@@ -25,7 +25,7 @@ from core.dataset import AuditDataset, content_hashes
 from core.errors import AuditError, DatasetError
 from core.loaders import load_dataset
 from core.services import ConflictError
-from core.services.blobs import Blob, BlobStore, dataset_source
+from core.services.blobs import Blob, BlobStore, dataset_source, shown_as, version_file_errors
 from core.services.datasets import add_version, check_sample_ids, get_dataset, get_version
 from core.services.decisions import version_decisions
 from core.settings import Settings
@@ -170,16 +170,18 @@ def diff_versions(session: Session, owner_id: int, dataset_id: int, base: int, v
 
 
 def _load(version: DatasetVersion, settings: Settings) -> AuditDataset:
-    return load_dataset(dataset_source(version, settings), modality=version.modality)
+    with version_file_errors(version, settings):
+        return load_dataset(dataset_source(version, settings), modality=version.modality)
 
 
 def _load_appended(blob: Blob, base: DatasetVersion, current: AuditDataset) -> AuditDataset:
     shape = current.input_shape
     image_size = shape[1] if base.modality == "image" and shape[1] == shape[2] else None
-    appended = load_dataset(blob.path, modality=base.modality, image_size=image_size)
+    with shown_as(blob.path, blob.shown_name):
+        appended = load_dataset(blob.path, modality=base.modality, image_size=image_size)
     if appended.input_shape != shape:
         raise DatasetError(
-            f"{blob.path.name} holds samples of shape {appended.input_shape}; "
+            f"{blob.shown_name} holds samples of shape {appended.input_shape}; "
             f"the dataset's {base.modality} samples have shape {shape}"
         )
     return appended

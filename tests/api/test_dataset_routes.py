@@ -160,6 +160,25 @@ def test_bad_upload_stores_nothing(client, alice, dataset_rows, blob_files, case
     assert blob_files() == []
 
 
+NAMED_FAILURES = {
+    **{case: (filename, data, {}) for case, (filename, data, status, _) in BAD_UPLOADS.items() if status == 422},
+    "corrupt parquet": ("broken.parquet", b"PAR1 not really parquet", {}),
+    "wrong modality": ("rows.csv", b"f1,label\n1,a\n2,b\n3,a\n4,b\n", {"modality": "image"}),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMED_FAILURES))
+def test_a_bad_upload_names_the_uploaded_file_not_the_stored_blob(client, alice, settings, case):
+    filename, data, fields = NAMED_FAILURES[case]
+    response = upload(client, alice, filename, data, **fields)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert filename in detail
+    sha256 = hashlib.sha256(data).hexdigest()
+    for internal in (sha256, str(settings.data_dir), str(settings.blob_dir), "blobs/"):
+        assert internal not in detail
+
+
 def test_failed_upload_keeps_a_blob_another_version_uses(client, alice, blob_files):
     data = UPLOADS["rows.csv"][0]
     upload(client, alice, "rows.csv", data)

@@ -11,11 +11,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from api.auth import create_api_key
 from cli.main import main
 from core.metrics import detection_report
-from core.store import AuditJob, session_scope
+from core.store import AuditJob, Sample, session_scope
 from core.store.dynamics_writer import write_scores
 from core.store.models import JobStatus
 
@@ -310,3 +311,29 @@ def test_create_key_names_the_reviewer(client, finished_job, capsys):
     assert "reviewer 'bob the reviewer'" in captured.err
     headers = {"Authorization": f"Bearer {captured.out.strip()}"}
     assert decide(client, headers, finished_job.job_id, 0, "keep")["reviewer"] == "bob the reviewer"
+
+
+@pytest.mark.parametrize("sample_index", [2**31, 2**63, -1])
+def test_a_decision_on_an_out_of_range_sample_index_is_422(client, alice, finished_job, sample_index):
+    body = {"sample_index": sample_index, "verdict": "keep"}
+    response = client.post(f"/jobs/{finished_job.job_id}/decisions", json=body, headers=alice)
+    assert response.status_code == 422, response.text
+    assert "sample_index" in response.json()["detail"]
+
+
+def test_the_csv_export_escapes_formulas_and_the_json_stays_raw(client, alice, sessions, finished_job):
+    job_id = finished_job.job_id
+    formulas = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    with session_scope(sessions) as session:
+        version_id = session.get(AuditJob, job_id).dataset_version_id
+        for sample in session.scalars(
+            select(Sample).where(Sample.dataset_version_id == version_id, Sample.sample_index < len(formulas))
+        ):
+            sample.sample_id = formulas[sample.sample_index]
+    decide(client, alice, job_id, 0, "keep")
+    text = client.get(f"/jobs/{job_id}/export.csv", headers=alice).text
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [row["sample_id"] for row in rows[: len(formulas)]] == ["'" + formula for formula in formulas]
+    assert rows[len(formulas)]["sample_id"] == finished_job.audit.result.dataset.sample_ids[len(formulas)]
+    exported = json.loads(client.get(f"/jobs/{job_id}/export.json", headers=alice).text)
+    assert [row["sample_id"] for row in exported[: len(formulas)]] == formulas

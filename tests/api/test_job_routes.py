@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import socket
 
 import numpy as np
 import pytest
@@ -10,6 +12,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
+from core.audit_config import (
+    MAX_BATCH_SIZE,
+    MAX_CROSS_FIT,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_LR,
+    MAX_META_BATCH_SIZE,
+    MAX_SEED,
+    AuditConfig,
+    LilawConfig,
+)
+from core.errors import ConfigError
 from core.store import AuditJob, LilawTrajectoryPoint, session_scope
 from core.store.dynamics_writer import write_trajectory
 from worker.celery_app import AUDIT_TASK
@@ -100,6 +114,25 @@ def test_broker_down_marks_the_job_failed_and_answers_503(settings, make_key, se
     assert job["celery_task_id"] is None
 
 
+def test_a_503_names_no_broker_address_and_the_log_has_it(settings, make_key, sessions, images_id, caplog):
+    with socket.socket() as probe:  # a local port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}/0"})
+    with TestClient(create_app(unreachable)) as down, caplog.at_level(logging.ERROR):
+        alice = make_key("alice")
+        response = down.post("/jobs", json={"dataset_id": images_id, "epochs": 1}, headers=alice)
+        (job,) = down.get("/jobs", headers=alice).json()
+    assert response.status_code == 503
+    job_id = job["id"]
+    assert response.json() == {"detail": f"job {job_id} could not be queued: the broker is unavailable"}
+    assert job["error"] == response.json()["detail"]
+    for address in (str(port), "127.0.0.1", "redis://", "Connection refused", "Errno"):
+        assert address not in response.text and address not in job["error"]
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
+    assert f"job {job_id} could not be queued" in logged and str(port) in logged
+
+
 def test_status_with_downsampled_trajectory(client, alice, sessions, images_id):
     job_id = client.post("/jobs", json={"dataset_id": images_id, "epochs": 2}, headers=alice).json()["id"]
     points = [[step, epoch, 10 - step / 10, 2 + step / 100, 6.0] for epoch in (1, 2) for step in range(10)]
@@ -140,3 +173,139 @@ def test_cancel(client, alice, images_id):
     assert again.status_code == 409
     assert again.json() == {"detail": f"job {job_id} is already cancelled"}
     assert client.post("/jobs/999/cancel", headers=alice).status_code == 404
+
+
+def _operations(app):
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            yield method.upper(), path, operation
+
+
+def test_every_numeric_parameter_is_bounded(app):
+    """Every integer or number in a path or query has a maximum (what the database holds, or less)."""
+    unbounded = []
+    for method, path, operation in _operations(app):
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            for variant in schema.get("anyOf", [schema]):
+                if variant.get("type") in ("integer", "number") and "maximum" not in variant:
+                    unbounded.append((method, path, parameter["name"]))
+    assert unbounded == []
+
+
+@pytest.mark.parametrize("value", [2**31, 2**63, 10**30])
+def test_out_of_range_path_ids_are_422_on_every_route(client, alice, value):
+    """An id above 2^31 - 1 (Postgres' integer) or 2^63 - 1 (SQLite's) names no row: 422 naming
+    the parameter, not the database's 500."""
+    checked = 0
+    for method, path, operation in _operations(client.app):
+        parameters = [parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"]
+        for target in parameters:
+            url = path
+            for name in parameters:
+                url = url.replace(f"{{{name}}}", str(value if name == target else 1))
+            # the routes that stream their body read it before they validate their parameters
+            if path.endswith("/flags"):
+                body = {"json": []}
+            elif path.endswith("/append"):
+                body = {"files": {"file": ("tiny.npz", tiny_images())}}
+            else:
+                body = {}
+            response = client.request(method, url, headers=alice, **body)
+            assert response.status_code == 422, (method, url, response.text)
+            assert target in response.json()["detail"], (method, url, response.text)
+            checked += 1
+    for page in ("/ui/jobs/{}", "/ui/jobs/{}/review"):
+        assert client.get(page.format(value), headers=alice).status_code == 422
+    assert checked > 30
+
+
+@pytest.mark.parametrize(
+    "query", [{"dataset_id": 2**31}, {"dataset_id": 2**63}, {"dataset_id": 0}]
+)
+def test_out_of_range_query_id_is_422(client, alice, query):
+    response = client.get("/jobs", params=query, headers=alice)
+    assert response.status_code == 422, response.text
+    assert "dataset_id" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"epochs": 2**31}, "epochs"),
+        ({"epochs": 2**63}, "epochs"),
+        ({"epochs": MAX_EPOCHS + 1}, "epochs"),
+        ({"batch_size": MAX_BATCH_SIZE + 1}, "batch_size"),
+        ({"meta_batch_size": MAX_META_BATCH_SIZE + 1}, "meta_batch_size"),
+        ({"image_size": MAX_IMAGE_SIZE + 1}, "image_size"),
+        ({"cross_fit": MAX_CROSS_FIT + 1}, "cross_fit"),
+        ({"seed": -1}, "seed"),
+        ({"seed": MAX_SEED + 1}, "seed"),
+        ({"lr": 1e308}, "lr"),
+        ({"lr": MAX_LR * 2}, "lr"),
+        ({"dataset_id": 2**31}, "dataset_id"),
+        ({"dataset_id": 2**63}, "dataset_id"),
+        ({"version": 2**31}, "version"),
+    ],
+)
+def test_oversized_training_options_are_422_and_store_nothing(
+    client, alice, sessions, images_id, take_queued_tasks, change, field
+):
+    response = client.post("/jobs", json={"dataset_id": images_id, **change}, headers=alice)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"]
+    assert count_jobs(sessions) == 0
+    assert take_queued_tasks() == []
+
+
+def test_limits_of_the_training_options_are_accepted(client, alice, images_id):
+    body = {
+        "dataset_id": images_id,
+        "epochs": MAX_EPOCHS,
+        "batch_size": MAX_BATCH_SIZE,
+        "meta_batch_size": MAX_META_BATCH_SIZE,
+        "image_size": MAX_IMAGE_SIZE,
+        "cross_fit": MAX_CROSS_FIT,
+        "seed": MAX_SEED,
+        "lr": MAX_LR,
+    }
+    response = client.post("/jobs", json=body, headers=alice)
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/datasets/{}/reaudits", "/datasets/{}/schedule"]
+)
+def test_reaudit_and_schedule_bodies_have_the_same_limits(client, alice, images_id, path):
+    method = "PUT" if path.endswith("schedule") else "POST"
+    body = {"audit": {"epochs": MAX_EPOCHS + 1}}
+    if method == "PUT":
+        body["interval_seconds"] = 3600
+    response = client.request(method, path.format(images_id), json=body, headers=alice)
+    assert response.status_code == 422, response.text
+    assert "epochs" in response.json()["detail"]
+    if method == "PUT":
+        response = client.put(path.format(images_id), json={"interval_seconds": 2**31}, headers=alice)
+        assert response.status_code == 422, response.text
+        assert "interval_seconds" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": MAX_EPOCHS + 1}, "epochs"),
+        ({"batch_size": MAX_BATCH_SIZE + 1}, "batch size"),
+        ({"lr": 1e308}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"seed": -1}, "seed"),
+        ({"noise_seed": -1}, "noise seed"),
+        ({"image_size": MAX_IMAGE_SIZE + 1}, "image size"),
+        ({"cross_fit": MAX_CROSS_FIT + 1}, "cross-fit"),
+        ({"lilaw": LilawConfig(meta_batch_size=MAX_META_BATCH_SIZE + 1)}, "meta batch size"),
+        ({"lilaw": LilawConfig(lr=float("inf"))}, "LiLAW learning rate"),
+    ],
+)
+def test_audit_config_validate_has_the_limits_too(change, message):
+    """The CLI's path: AuditConfig.validate checks the same bounds as the API's schemas."""
+    with pytest.raises(ConfigError, match=message):
+        AuditConfig(**change).validate()

@@ -3,19 +3,23 @@ suspects (pages, filters, score and per-epoch orderings), dynamics, metrics, dow
 
 from __future__ import annotations
 
+import base64
+import csv
 import io
+import json
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from sqlalchemy import select
 
 from core.audit_config import DEFAULT_SCORE
 from core.metrics import detection_report
 from core.score_registry import EPOCH_SCORE_NAMES
 from core.scores import epoch_scores
-from core.store import AuditJob, session_scope
+from core.store import AuditJob, Sample, session_scope
 
 
 def all_suspects(client, headers, job_id, **params) -> list[dict]:
@@ -232,3 +236,83 @@ def test_a_job_with_injected_noise_shows_the_labels_it_trained_on(client, alice,
     w_alpha = next(entry for entry in recomputed["scores"] if entry["score"] == "w_alpha")
     expected = detection_report({"w_alpha": result.scores["w_alpha"]}, flags)["w_alpha"]
     assert w_alpha["aggregate"]["all"]["auroc"] == pytest.approx(expected["auroc"], rel=1e-5)
+
+
+@pytest.mark.parametrize("route", ["suspects", "review-queue"])
+@pytest.mark.parametrize("min_score", ["1e39", "-1e39", "1e-50", "-1e-50", "inf", "nan", "1e400"])
+def test_score_filters_beyond_float32_are_422(client, alice, finished_job, route, min_score):
+    """Scores are REAL (float32) columns: Postgres fails on a bound out of that range or one that
+    underflows to 0, so such a filter is refused by name."""
+    response = client.get(f"/jobs/{finished_job.job_id}/{route}", params={"min_score": min_score}, headers=alice)
+    assert response.status_code == 422, response.text
+    assert "min_score" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("route", ["suspects", "review-queue"])
+def test_score_filters_at_float32s_limits_are_answered(client, alice, finished_job, route):
+    url = f"/jobs/{finished_job.job_id}/{route}"
+    for min_score in ("-3.4e38", "1e-45", "0"):
+        assert client.get(url, params={"min_score": min_score}, headers=alice).status_code == 200, min_score
+    assert client.get(url, params={"min_score": "3.4e38"}, headers=alice).json()["items"] == []
+
+
+def _cursor(raw: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
+def test_cursors_with_out_of_range_numbers_are_422(client, alice, finished_job):
+    url = f"/jobs/{finished_job.job_id}/suspects"
+    ranked = _uncursor(client.get(url, params={"limit": 2}, headers=alice).json()["next_cursor"])
+    by_loss = _uncursor(client.get(url, params={"limit": 2, "score": "loss"}, headers=alice).json()["next_cursor"])
+    value, index = by_loss["after"]
+    forged = [
+        ({}, {**ranked, "after": 2**31}),
+        ({}, {**ranked, "after": 2**63}),
+        ({}, {**ranked, "after": -1}),
+        ({"score": "loss"}, {**by_loss, "after": [1e39, index]}),
+        ({"score": "loss"}, {**by_loss, "after": [1e-50, index]}),
+        ({"score": "loss"}, {**by_loss, "after": [10**400, index]}),
+        ({"score": "loss"}, {**by_loss, "after": [value, 2**31]}),
+        ({"score": "loss"}, {**by_loss, "after": [value, 2**63]}),
+    ]
+    for params, raw in forged:
+        response = client.get(url, params={**params, "cursor": _cursor(raw)}, headers=alice)
+        assert response.status_code == 422, (raw, response.text)
+        assert "invalid cursor" in response.json()["detail"]
+    # the genuine cursors still continue their lists
+    assert client.get(url, params={"cursor": _cursor(ranked)}, headers=alice).status_code == 200
+    assert client.get(url, params={"score": "loss", "cursor": _cursor(by_loss)}, headers=alice).status_code == 200
+
+
+FORMULA_IDS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+
+
+def give_formula_sample_ids(sessions, finished_job) -> dict[int, str]:
+    """The job's first samples renamed to ids a spreadsheet would run as formulas."""
+    with session_scope(sessions) as session:
+        dataset_version_id = session.get(AuditJob, finished_job.job_id).dataset_version_id
+        samples = session.scalars(
+            select(Sample)
+            .where(Sample.dataset_version_id == dataset_version_id, Sample.sample_index < len(FORMULA_IDS))
+        ).all()
+        for sample in samples:
+            sample.sample_id = FORMULA_IDS[sample.sample_index]
+    return dict(enumerate(FORMULA_IDS))
+
+
+def test_scores_csv_escapes_formulas_and_parquet_stays_raw(client, alice, sessions, finished_job):
+    renamed = give_formula_sample_ids(sessions, finished_job)
+    text = client.get(f"/jobs/{finished_job.job_id}/scores.csv", headers=alice).text
+    rows = {int(row["sample_index"]): row for row in csv.DictReader(io.StringIO(text, newline=""))}
+    for index, sample_id in renamed.items():
+        assert rows[index]["sample_id"] == "'" + sample_id
+    assert all(not row["sample_id"].startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows.values())
+    assert all(float(row["default_score"]) == float(row["default_score"]) for row in rows.values())  # numbers stay
+    parquet = client.get(f"/jobs/{finished_job.job_id}/scores.parquet", headers=alice).content
+    table = pq.read_table(io.BytesIO(parquet)).to_pandas().set_index("sample_index")
+    for index, sample_id in renamed.items():
+        assert table.loc[index, "sample_id"] == sample_id

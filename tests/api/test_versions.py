@@ -4,6 +4,7 @@ version, and the diff between versions; bad appends lose nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -149,6 +150,19 @@ def test_samples_of_another_kind_are_refused(client, alice, dataset_id, dataset_
     assert response.status_code == 422
     assert "image" in response.json()["detail"] and "tabular" in response.json()["detail"]
     assert dataset_rows() == rows
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("rows.csv", b"f1,f2,label\n0.1,0.2,a\n0.3,0.4,b\n"), ("broken.npz", b"PK\x03\x04 not really an npz")],
+)
+def test_a_refused_append_names_the_uploaded_file_not_the_stored_blob(client, alice, settings, dataset_id, name, data):
+    response = append(client, alice, dataset_id, data, name=name)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert name in detail
+    for internal in (hashlib.sha256(data).hexdigest(), str(settings.data_dir), "blobs/"):
+        assert internal not in detail
 
 
 def test_new_classes_come_after_the_existing_ones(client, alice, dataset_id, digits_audit, growth):

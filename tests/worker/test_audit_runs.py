@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from core.audit import AuditConfig, run_audit
 from core.services.artifacts import CHECKPOINT_FILE, LocalJobArtifacts
 from core.services.audit_runs import execute_job
-from core.services.job_claims import MAX_ATTEMPTS, reap_stuck_jobs
+from core.services.job_claims import MAX_ATTEMPTS, claim, reap_stuck_jobs
 from core.store import AuditJob, JobMetric, JobStatus, LilawTrajectoryPoint, SampleEpoch, SampleScore, session_scope
 from core.store.models import utcnow
 
@@ -104,17 +106,83 @@ def test_an_expected_failure_records_its_message(sessions, settings, make_job, t
 
     job = load_job(sessions, job_id)
     assert job.status is JobStatus.FAILED and job.finished_at is not None
-    assert "gone.npz does not exist" in job.error
+    assert job.error == "the file of dataset version 1 does not exist or is not a file"  # not its path
 
 
-def test_an_unexpected_failure_records_type_and_message_and_propagates(sessions, settings, make_job):
+def test_an_unexpected_failure_records_its_type_only_and_propagates(sessions, settings, make_job):
     job_id = make_job(config={"epochs": "three"})
 
     with pytest.raises(TypeError):
         execute_job(sessions, job_id, settings)
 
     job = load_job(sessions, job_id)
-    assert job.status is JobStatus.FAILED and job.error.startswith("TypeError: ")
+    assert job.status is JobStatus.FAILED and job.error.startswith("internal error (TypeError)")
+
+
+@contextmanager
+def epoch_rows_refused(sessions, job_id: int):
+    """The database refuses the job's per-epoch rows, as a broken or constrained database does:
+    a CHECK constraint on Postgres (its error names the table, the constraint, the COPY and the
+    row), a trigger on SQLite (SQLAlchemy's error carries the INSERT and its parameters)."""
+    with session_scope(sessions) as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if postgres:
+            session.execute(
+                text(f"ALTER TABLE sample_epochs ADD CONSTRAINT refuse_job_{job_id} CHECK (job_id <> {job_id})")
+            )
+        else:
+            session.execute(
+                text(
+                    f"CREATE TRIGGER refuse_job_{job_id} BEFORE INSERT ON sample_epochs "
+                    f"WHEN NEW.job_id = {job_id} BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed'); END"
+                )
+            )
+    try:
+        yield
+    finally:
+        with session_scope(sessions) as session:
+            if postgres:
+                session.execute(text(f"ALTER TABLE sample_epochs DROP CONSTRAINT refuse_job_{job_id}"))
+            else:
+                session.execute(text(f"DROP TRIGGER refuse_job_{job_id}"))
+
+
+def test_a_database_error_shows_a_generic_message_and_logs_the_detail(sessions, settings, make_job, caplog):
+    job_id = make_job(epochs=1)
+
+    with epoch_rows_refused(sessions, job_id), caplog.at_level(logging.ERROR, logger="core.services.audit_runs"):
+        with pytest.raises(Exception, match="constraint") as raised:  # the driver's own error, raw
+            execute_job(sessions, job_id, settings)
+
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.FAILED
+    kind = type(raised.value).__name__
+    assert job.error == f"internal error ({kind}) while running the audit; the worker's log has the details"
+    for internal in ("sample_epochs", "INSERT", "COPY", "refuse_job", "constraint", "Failing row", "SQL"):
+        assert internal not in job.error
+    [logged] = [record for record in caplog.records if f"job {job_id} failed" in record.getMessage()]
+    assert logged.levelno == logging.ERROR and logged.exc_info[1] is raised.value
+
+
+def test_what_escapes_the_task_shows_its_class_only_and_the_log_has_the_rest(
+    sessions, settings, make_job, monkeypatch, caplog
+):
+    from worker import tasks
+
+    job_id = make_job()
+    assert claim(sessions, job_id, "task-1", settings) is JobStatus.RUNNING
+    monkeypatch.setattr(tasks, "job_sessions", lambda: sessions)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    escaped = OSError(13, "Permission denied", str(settings.blob_dir / f"{'a' * 64}.npz"))
+
+    with caplog.at_level(logging.ERROR, logger="worker.tasks"):
+        tasks.audit.on_failure(escaped, "task-1", [job_id], {}, None)
+
+    job = load_job(sessions, job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error == "internal error (PermissionError) while running the audit; the worker's log has the details"
+    [logged] = [record for record in caplog.records if f"job {job_id} failed" in record.getMessage()]
+    assert "a" * 64 in logged.getMessage() and logged.exc_info[1] is escaped
 
 
 def test_a_job_cancelled_while_it_trains_ends_cancelled(sessions, settings, make_job):

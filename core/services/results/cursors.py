@@ -10,8 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 
 from core.services import InvalidParameterError
+
+# What a cursor's numbers are compared with: 32-bit integer columns (ranks, sample indexes) and
+# REAL scores (float32) on Postgres; a number out of their range is no position of any list (and
+# Postgres would fail on it). api.schemas.common bounds the API's parameters the same way.
+INT32_MAX = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_UNDERFLOW = 2.0**-150  # a magnitude this small or smaller rounds to 0 as a float32
 
 
 def encode_cursor(order: str, position) -> str:
@@ -31,7 +39,7 @@ def decode_cursor(cursor: str | None, order: str):
         raise InvalidParameterError("invalid cursor") from None
     if cursor_order != order:
         raise InvalidParameterError("the cursor belongs to a list in another order; start again without it")
-    valid = isinstance(position, int) if order == "rank" else _is_key_position(position)
+    valid = _is_int32(position) if order == "rank" else _is_key_position(position)
     if not valid:
         raise InvalidParameterError("invalid cursor")
     return position
@@ -41,6 +49,20 @@ def _is_key_position(position) -> bool:
     return (
         isinstance(position, list)
         and len(position) == 2
-        and (position[0] is None or isinstance(position[0], (int, float)))
-        and isinstance(position[1], int)
+        and (position[0] is None or _is_float32(position[0]))
+        and _is_int32(position[1])
     )
+
+
+def _is_int32(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT32_MAX
+
+
+def _is_float32(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        magnitude = abs(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+    return math.isfinite(magnitude) and (magnitude == 0 or FLOAT32_UNDERFLOW < magnitude <= FLOAT32_MAX)
