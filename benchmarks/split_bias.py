@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.detection import load
 from core.audit import AuditConfig, NoisyLabels, prepare_dataset, run_audit
 from core.dynamics import SPLIT_VAL
-from core.loaders import load_dataset
 from core.metrics import detection_metrics
 from core.scores import calibrate_within_groups, rank_scores, split_groups
 
@@ -46,20 +46,6 @@ CASES = {
 }
 VARIANTS = ("fixed", "calibrated", "rotating", "rot+cal")
 COLUMNS = ("auroc", "auprc", "p@100", "p@flips", "val top100", "val top flips", "val flips")
-_LOADED: dict = {}
-
-
-def load(name: str, args):
-    if name not in _LOADED:
-        if name == "ecg5000":
-            from benchmarks.detection import load_ecg5000  # the ECG5000 of the detection benchmark
-
-            _LOADED[name] = load_ecg5000(Path(args.ecg_dir))
-        else:
-            _LOADED[name] = load_dataset(name, limit=args.samples)
-    return _LOADED[name]
-
-
 def measure(score: np.ndarray, split: np.ndarray, flags: np.ndarray) -> dict:
     order = np.argsort(rank_scores(score), kind="stable")
     n_flips = int(flags.sum())
@@ -130,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--ecg-epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--ecg-dir", default="/work/shared/data/ecg5000")
+    parser.add_argument("--ecg-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/ecg5000"))
     parser.add_argument("--out", default=None, help="also write the raw results as JSON")
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

@@ -1,4 +1,4 @@
-"""Feature-Based Reweighting (FBR, arXiv 2510.12209; docs: /work/shared/docs/FBR.md).
+"""Feature-Based Reweighting (FBR, arXiv 2510.12209), as the authors' code implements it.
 
 Given a small trusted ("clean") subset S, each training sample is weighted by how well its
 penultimate features agree with the trusted samples of its given label:
