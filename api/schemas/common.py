@@ -7,15 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.column_ranges import FLOAT32_MAX, FLOAT32_UNDERFLOW, INT32_MAX
+
 SplitName = Literal["train", "val"]
 
-# What the database can hold, on SQLite and Postgres alike: its integer columns (ids, versions,
-# sample indexes, epochs) are 32-bit on Postgres, its score columns REAL (float32). A number out
-# of these ranges cannot match a row; the API answers 422 naming the field rather than let the
-# database fail with a 500.
-INT32_MAX = 2**31 - 1
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_UNDERFLOW = 2.0**-150  # a magnitude this small or smaller rounds to 0 as a float32
+# Numbers the database cannot hold answer 422 naming the field, not a 500 from the database.
 
 
 def _float32_representable(value: float | None) -> float | None:

@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from api.schemas.common import INT32_MAX, Schema
+from api.schemas.common import Schema
 from api.schemas.jobs import AuditSettings, JobPublic
+from core.column_ranges import INT32_MAX
 
 
 class ScheduleCreate(Schema):

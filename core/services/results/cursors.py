@@ -12,14 +12,8 @@ import binascii
 import json
 import math
 
+from core.column_ranges import FLOAT32_MAX, FLOAT32_UNDERFLOW, INT32_MAX
 from core.services import InvalidParameterError
-
-# What a cursor's numbers are compared with: 32-bit integer columns (ranks, sample indexes) and
-# REAL scores (float32) on Postgres; a number out of their range is no position of any list (and
-# Postgres would fail on it). api.schemas.common bounds the API's parameters the same way.
-INT32_MAX = 2**31 - 1
-FLOAT32_MAX = 3.4028234663852886e38
-FLOAT32_UNDERFLOW = 2.0**-150  # a magnitude this small or smaller rounds to 0 as a float32
 
 
 def encode_cursor(order: str, position) -> str:
