@@ -5,8 +5,6 @@ Send only after the job row is committed: the worker may pick the task up at onc
 
 from __future__ import annotations
 
-import logging
-
 from celery import Celery
 from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session
@@ -14,8 +12,6 @@ from sqlalchemy.orm import Session
 from core.services import BrokerUnavailableError, jobs
 from core.store import AuditJob
 from worker.celery_app import AUDIT_TASK
-
-logger = logging.getLogger(__name__)
 
 
 class AuditQueue:
@@ -28,8 +24,8 @@ class AuditQueue:
         try:
             return self._celery.send_task(AUDIT_TASK, args=[job_id], queue=self._queue).id
         except OperationalError as error:
-            # kombu's message names the broker's host and port: the log has it, the client does not.
-            logger.warning("job %s could not be queued: %s", job_id, error, exc_info=error)
+            # kombu's message names the broker's host and port: the error handler logs it as the
+            # cause, the client does not see it.
             raise BrokerUnavailableError(f"job {job_id} could not be queued: the broker is unavailable") from error
 
     def submit(self, session: Session, job: AuditJob) -> None:
