@@ -11,8 +11,11 @@ from fastapi.responses import RedirectResponse
 
 from api.errors import register_error_handlers
 from api.queue import AuditQueue
-from api.routes import datasets, jobs, reaudits, results, review, versions, webhooks
+from api.routes import datasets, jobs, keys, reaudits, results, review, versions, webhooks
+from api.routes import estimate
+from api.routes import team
 from api.web import pages
+from api.web import team_pages
 from core.settings import Settings, get_settings
 from core.store.db import make_engine, make_session_factory
 from migrations import upgrade_database
@@ -40,12 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.resolved_database_url, sqlite_begin="IMMEDIATE")
         celery = make_celery(settings)
         app.state.sessions = make_session_factory(engine)
+        # Reads (GET routes, key and session lookups) begin DEFERRED: on SQLite (WAL) they run
+        # beside the writer instead of queueing for its lock.
+        read_engine = make_engine(settings.resolved_database_url)
+        app.state.read_sessions = make_session_factory(read_engine)
         app.state.audit_queue = AuditQueue(celery, settings.audit_queue)
         try:
             yield
         finally:
             celery.close()
             engine.dispose()
+            read_engine.dispose()
 
     app = FastAPI(title="LiLAW Audit", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -57,8 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaudits.router,
         webhooks.router,
         results.router,
+        estimate.router,
         review.router,
+        team.router,
+        keys.router,
         pages.router,
+        team_pages.router,
     ):
         app.include_router(router)
     app.mount("/ui/static", pages.static_files, name="static")

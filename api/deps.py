@@ -2,10 +2,15 @@
 back, before the response is sent), the authenticated owner and reviewer, the blob store, the
 audit queue.
 
-An API key comes in the `Authorization: Bearer` or `X-API-Key` header, or, for the review pages,
-in the HTTP-only, SameSite=Strict cookie set by their login form. A request authenticated by the
-cookie that changes something must also carry an `X-Requested-With` header, which a page of
-another origin cannot send without the CORS permission this API never grants."""
+An API key comes in the `Authorization: Bearer` or `X-API-Key` header; the review pages send
+instead the HTTP-only, SameSite=Strict cookie set by their login form, which holds a server-side
+session's token (`api.ui_sessions`), never the key. A request authenticated by the cookie that
+changes something must also carry an `X-Requested-With` header, which a page of another origin
+cannot send without the CORS permission this API never grants.
+
+A reviewer key (role 'reviewer') may only review: it reads jobs and their results, and changes
+only what the routes tagged "review" change (decisions); every other change (uploads, deletes,
+job submissions, schedules, webhooks, keys) and the schedule, webhook and key routes answer 403."""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import KeyHolder, key_holder
 from api.errors import AuthenticationError
 from api.queue import AuditQueue
+from api.ui_sessions import PageSession, page_session
+from core.services import PermissionDeniedError
 from core.services.blobs import BlobStore
 from core.services.decisions import Reviewer
 from core.settings import Settings
@@ -27,9 +34,14 @@ from core.store.models import Owner
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `lilaw-audit create-key`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in its own header")
-SESSION_COOKIE = "lilaw_api_key"
-_api_key_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="the key, set by /ui/login")
+SESSION_COOKIE = "lilaw_session"
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="a review-page session, opened by /ui/login"
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+REVIEWER_WRITE_TAGS = frozenset({"review"})  # the routes whose changes a reviewer key may make
+OWNER_ONLY_TAGS = frozenset({"keys", "webhooks"})  # routes a reviewer key may not even read
+OWNER_ONLY_PATH_SUFFIXES = ("/schedule",)
 
 
 def _settings(request: Request) -> Settings:
@@ -40,12 +52,19 @@ def _session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
+def _read_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.read_sessions
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(_session_factory)]
+ReadSessionFactoryDep = Annotated[sessionmaker[Session], Depends(_read_session_factory)]
 
 
-def _session(sessions: SessionFactoryDep) -> Iterator[Session]:
-    with session_scope(sessions) as session:
+def _session(request: Request, sessions: SessionFactoryDep, reads: ReadSessionFactoryDep) -> Iterator[Session]:
+    """The request's transaction: a read (DEFERRED on SQLite) for GET and HEAD, else one that
+    takes SQLite's write lock when it begins."""
+    with session_scope(reads if request.method in SAFE_METHODS else sessions) as session:
         yield session
 
 
@@ -54,38 +73,64 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 def _key_holder(
     request: Request,
-    sessions: SessionFactoryDep,
+    sessions: ReadSessionFactoryDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
-    cookie_key: Annotated[str | None, Depends(_api_key_cookie)],
+    session_token: Annotated[str | None, Depends(_session_cookie)],
 ) -> KeyHolder:
-    """The key's owner and reviewer, looked up in a transaction of its own: the request's
+    """The key's owner, reviewer and role, looked up in a transaction of its own: the request's
     transaction begins only when the route needs it, after an upload has streamed in."""
     key = bearer.credentials if bearer is not None else header_key
-    if not key and cookie_key:
+    if key:
+        with sessions() as session:
+            holder = key_holder(session, key)
+        if holder is None:
+            raise AuthenticationError("invalid API key")
+    elif session_token:
         if request.method not in SAFE_METHODS and "x-requested-with" not in request.headers:
             raise AuthenticationError("a request authenticated by the session cookie must send X-Requested-With")
-        key = cookie_key
-    if not key:
+        with sessions() as session:
+            found = page_session(session, session_token)
+        if found is None:
+            raise AuthenticationError("the session has ended: log in again")
+        holder = found.holder
+    else:
         raise AuthenticationError("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-    with sessions() as session:
-        holder = key_holder(session, key)
-    if holder is None:
-        raise AuthenticationError("invalid API key")
+    if holder.is_reviewer:
+        _check_reviewer_may(request)
     return holder
+
+
+def _check_reviewer_may(request: Request) -> None:
+    route = request.scope.get("route")
+    tags = set(getattr(route, "tags", ()) or ())
+    path = getattr(route, "path", request.url.path)
+    if tags & OWNER_ONLY_TAGS or path.endswith(OWNER_ONLY_PATH_SUFFIXES):
+        raise PermissionDeniedError("a reviewer key may only review: this needs an owner key")
+    if request.method not in SAFE_METHODS and not tags & REVIEWER_WRITE_TAGS:
+        raise PermissionDeniedError("a reviewer key may only review: this change needs an owner key")
 
 
 KeyHolderDep = Annotated[KeyHolder, Depends(_key_holder)]
 
 
-def _page_viewer(
-    sessions: SessionFactoryDep, cookie_key: Annotated[str | None, Depends(_api_key_cookie)]
-) -> KeyHolder | None:
-    """The holder of the session cookie's key, for the pages; None when nobody is logged in."""
-    if not cookie_key:
+def _page_session(
+    request: Request, sessions: ReadSessionFactoryDep, session_token: Annotated[str | None, Depends(_session_cookie)]
+) -> PageSession | None:
+    """The pages' live session; None when nobody is logged in (or the session has ended). Its
+    CSRF token is left in `request.state` for the page's logout form."""
+    if not session_token:
         return None
     with sessions() as session:
-        return key_holder(session, cookie_key)
+        found = page_session(session, session_token)
+    if found is not None:
+        request.state.csrf_token = found.csrf_token
+    return found
+
+
+def _page_viewer(page: Annotated[PageSession | None, Depends(_page_session)]) -> KeyHolder | None:
+    """The holder of the session's key, for the pages; None when nobody is logged in."""
+    return None if page is None else page.holder
 
 
 def _current_owner(holder: KeyHolderDep) -> Owner:
@@ -107,5 +152,6 @@ def _audit_queue(request: Request) -> AuditQueue:
 CurrentOwner = Annotated[Owner, Depends(_current_owner)]
 CurrentReviewer = Annotated[Reviewer, Depends(_current_reviewer)]
 PageViewer = Annotated[KeyHolder | None, Depends(_page_viewer)]
+PageSessionDep = Annotated[PageSession | None, Depends(_page_session)]
 BlobStoreDep = Annotated[BlobStore, Depends(_blob_store)]
 AuditQueueDep = Annotated[AuditQueue, Depends(_audit_queue)]

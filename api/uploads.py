@@ -1,6 +1,8 @@
 """Multipart dataset uploads, parsed while they stream in: the file part goes straight into the
 blob store (hashed, size-limited: 413 as soon as it is too large), the text fields stay in memory.
-Whatever fails, the partly received file is removed."""
+Whatever fails (a client gone mid-upload included), the partly received file is removed; once
+the request has ended, whatever its answer, `release_upload` removes the received blob unless a
+dataset version now refers to it."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import validation_message
 from api.schemas import DatasetUploadForm
@@ -57,6 +61,12 @@ async def receive_dataset_upload(request: Request, store: BlobStore) -> DatasetU
     except BaseException:
         receiver.discard()
         raise
+
+
+async def release_upload(store: BlobStore, sessions: sessionmaker[Session], upload: DatasetUpload) -> None:
+    """Remove the upload's blob if the request that received it left no dataset version on it
+    (a refusal, a 404, a 500, a lost race, or an append, which stores a blob of its own)."""
+    await run_in_threadpool(store.discard_unreferenced, sessions, upload.blob)
 
 
 def _boundary(content_type: str) -> bytes:

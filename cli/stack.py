@@ -1,5 +1,9 @@
-"""The service's processes on one machine: the API (uvicorn), a Celery worker and beat as child
-processes (`Stack`), as `lilaw-audit up` and `demo` run them and the end-to-end tests start them."""
+"""The service's processes on one machine: the API (uvicorn), a Celery worker for audits, one for
+webhook deliveries and beat as child processes (`Stack`), as `lilaw-audit up` and `demo` run them
+and the end-to-end tests start them.
+
+The webhook worker consumes the webhooks queue (and the maintenance queue, so the reaper runs
+while the audit worker is busy): a slow receiver delays other deliveries, never an audit."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import httpx
 from core.errors import AuditError
 from core.settings import Settings
 from migrations import upgrade_database
-from worker.celery_app import declare_queues, maintenance_queue
+from worker.celery_app import declare_queues, maintenance_queue, webhooks_queue
 
 CELERY = [sys.executable, "-m", "celery", "--app", "worker.celery_app"]
 STARTUP_TIMEOUT_S = 120.0
@@ -39,13 +43,28 @@ def worker_arguments(
     ]  # fmt: skip
 
 
+def webhook_worker_arguments(settings: Settings, loglevel: str = "INFO") -> list[str]:
+    """`celery worker` arguments of the webhook deliveries' worker: one process, one pass at a
+    time (passes share the work through the deliveries' claims), named apart from the audit
+    worker on the same host."""
+    return [
+        "worker",
+        "--queues", f"{webhooks_queue(settings)},{maintenance_queue(settings)}",
+        "--pool", "solo",
+        "--hostname", "webhooks@%h",
+        "--loglevel", loglevel,
+    ]  # fmt: skip
+
+
 def process_commands(settings: Settings, host: str, port: int, *, beat: bool = True) -> dict[str, list[str]]:
-    """The command line of each process of the service: the API, a worker and beat."""
+    """The command line of each process of the service: the API, the audit worker and, with
+    `beat`, the webhook worker and beat (whose periodic tasks are what the webhook worker runs)."""
     commands = {
         "api": [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port)],
         "worker": [*CELERY, *worker_arguments(settings)],
     }
     if beat:
+        commands["webhooks"] = [*CELERY, *webhook_worker_arguments(settings)]
         commands["beat"] = [*CELERY, "beat", "--loglevel", "INFO"]
     return commands
 
@@ -126,7 +145,7 @@ class Stack:
         raise StackError(self.failure)
 
     def stop(self) -> None:
-        signals = {"worker": signal.SIGQUIT}
+        signals = {"worker": signal.SIGQUIT, "webhooks": signal.SIGQUIT}
         for name, process in self.processes.items():
             if process.poll() is None:
                 process.send_signal(signals.get(name, signal.SIGTERM))

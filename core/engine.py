@@ -28,6 +28,8 @@ from core.models import build_model, default_model_name, penultimate_features
 
 # Inputs below this size live on the accelerator for the whole run (no per-batch copies).
 _DEVICE_RESIDENT_BYTES = 1 << 30
+# The last epoch's class probabilities are kept (TrainResult.final_probs) up to this many values.
+FINAL_PROBS_MAX_VALUES = 1 << 26
 
 
 class AuditCancelled(Exception):
@@ -59,6 +61,11 @@ class TrainResult:
     # has no trusted sample) and "fbr_weight" w_i (NaN for the validation rows, which are not
     # trained on). None for the other weightings or without recorded dynamics.
     fbr: dict[str, np.ndarray] | None = None
+    # float32 [N, C]: the class probabilities behind the last epoch's recorded dynamics (its
+    # `predicted` is their argmax): train rows from their training forward pass, validation rows
+    # from the epoch-end pass. None without dynamics, past FINAL_PROBS_MAX_VALUES, or when every
+    # epoch was done before this run (resumed after the last checkpoint).
+    final_probs: np.ndarray | None = None
 
 
 def make_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
@@ -168,16 +175,18 @@ class Inputs:
 class _EpochBuffers:
     """Per-sample dynamics of one epoch, filled batch by batch on the device (no host syncs)."""
 
-    def __init__(self, n: int, device: torch.device):
+    def __init__(self, n: int, device: torch.device, num_classes: int | None = None):
         self.columns = {name: torch.zeros(n, dtype=torch.float32, device=device) for name in FLOAT_FIELDS}
         self.columns["predicted"] = torch.zeros(n, dtype=torch.int64, device=device)
+        if num_classes is not None:  # the class probabilities too (the run's last epoch)
+            self.columns["probs"] = torch.zeros((n, num_classes), dtype=torch.float32, device=device)
 
     def record(self, index: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         for name, column in self.columns.items():
             column[index] = values[name].detach().to(column.dtype)
 
     def to_epoch(self, epoch: int, split: np.ndarray) -> EpochDynamics:
-        host = {name: column.cpu().numpy() for name, column in self.columns.items()}
+        host = {name: column.cpu().numpy() for name, column in self.columns.items() if name != "probs"}
         return EpochDynamics(epoch=epoch, sample_index=np.arange(len(split), dtype=np.int64), split=split.copy(), **host)
 
 
@@ -199,7 +208,7 @@ def _batch_dynamics(
         return {
             "w_alpha": w_alpha, "w_beta": w_beta, "w_delta": w_delta, "w": w_alpha + w_beta + w_delta,
             "loss": loss.detach(), "p_label": p_label, "p_max": p_max, "predicted": probs.argmax(1),
-            "margin": label_logit - others.max(1).values, "el2n": el2n,
+            "margin": label_logit - others.max(1).values, "el2n": el2n, "probs": probs,
         }
 
 
@@ -270,6 +279,7 @@ class Trainer:
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
         self.val_queue = torch.empty(0, dtype=torch.int64, device=self.device)
         self.autocast, self.scaler = self._mixed_precision()
+        self.final_probs: np.ndarray | None = None  # set by `fit` in the last epoch (TrainResult.final_probs)
 
     def _mixed_precision(self):
         if self.device.type != "cuda":
@@ -454,8 +464,11 @@ class Trainer:
             buffers = self._train_epoch(epoch, state, on_progress, should_stop)
             if buffers is not None:
                 state.epochs.append(self._epoch_dynamics(epoch, buffers))
+                if "probs" in buffers.columns:
+                    self.final_probs = buffers.columns["probs"].cpu().numpy()
                 if self._fbr_epoch is not None:
                     state.fbr.append(self._finish_fbr_epoch())
+                    state.epochs[-1].fbr_agreement = state.fbr[-1]["fbr_agreement"]
                 if on_epoch:
                     on_epoch(state.epochs[-1])
             state.epoch_seconds.append(time.perf_counter() - epoch_started)
@@ -485,7 +498,7 @@ class Trainer:
         weighted = self._weighting_active(epoch)
         if self.config.weighting == "fbr":
             self._start_fbr_epoch(epoch)
-        buffers = _EpochBuffers(len(self.split), self.device) if self.config.record_dynamics else None
+        buffers = _EpochBuffers(len(self.split), self.device, self._probs_width(epoch)) if self.config.record_dynamics else None
         order = self.train_index[torch.randperm(len(self.train_index), generator=self.generator).to(self.device)]
         state.trajectory.append(self._trajectory_point(0, epoch))
         for step, index in enumerate(order.split(self.config.batch_size), start=1):
@@ -498,6 +511,13 @@ class Trainer:
             self._report_step(epoch, step, state, on_progress, should_stop)
         return buffers
 
+    def _probs_width(self, epoch: int) -> int | None:
+        """How many class probabilities per sample `epoch` keeps: all, in the last epoch (within
+        FINAL_PROBS_MAX_VALUES); none otherwise."""
+        classes = self.dataset.num_classes
+        last = epoch == self.config.epochs
+        return classes if last and len(self.split) * classes <= FINAL_PROBS_MAX_VALUES else None
+
     def _report_step(
         self,
         epoch: int,
@@ -507,10 +527,11 @@ class Trainer:
         should_stop: Callable[[], bool] | None,
     ) -> None:
         """Progress every `progress_every` steps and at the epoch's last; a stop request is
-        asked for every `progress_every` steps."""
+        asked for at every step (`should_stop` must be cheap: the worker's asks the database at
+        most once a second), so a cancel takes effect within one batch."""
         if on_progress and (step % self.config.progress_every == 0 or step == self.steps_per_epoch):
             on_progress(self._progress(epoch, step, state))
-        if should_stop and step % self.config.progress_every == 0 and should_stop():
+        if should_stop and should_stop():
             raise AuditCancelled(f"stopped at epoch {epoch}, step {step}")
 
     def _epoch_dynamics(self, epoch: int, buffers: _EpochBuffers) -> EpochDynamics:
@@ -529,6 +550,7 @@ class Trainer:
             epoch_seconds=state.epoch_seconds,
             device=str(self.device),
             fbr={name: np.stack([e[name] for e in state.fbr]) for name in state.fbr[0]} if state.fbr else None,
+            final_probs=self.final_probs,
         )
 
     def _trajectory_point(self, step: int, epoch: int) -> torch.Tensor:

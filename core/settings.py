@@ -23,14 +23,19 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, validation_alias=AliasChoices("LILAW_BROKER_URL", "CELERY_BROKER_URL"))
 
     max_upload_bytes: int = 2 * 1024**3
-    max_decoded_pixels: int = 2_000_000_000
+    max_decoded_pixels: int = 80_000_000  # about 240 MB decoded as RGB (see core.loaders.limits)
     audit_queue: str = "audit"
     # A job longer than this is stopped (soft limit; the hard limit is 1.2x). On Redis the
     # visibility timeout is set above the hard limit, so a running job is never redelivered.
     job_soft_time_limit_s: int = 24 * 3600
-    # A running job silent for this long is re-queued by the reaper (worker.tasks), and failed
-    # after its last allowed attempt.
-    heartbeat_timeout_s: int = 600
+    # A running job refreshes its heartbeat every `heartbeat_interval_s` (default: a sixth of the
+    # timeout); one silent for `heartbeat_timeout_s` is re-queued by the reaper (worker.tasks),
+    # which runs every `reap_interval_s` (default: a third of the timeout), and failed after its
+    # last allowed attempt. With the defaults a killed worker's job is back in the queue within
+    # 40 s of its last heartbeat.
+    heartbeat_timeout_s: int = Field(default=30, ge=3)
+    heartbeat_interval_s: float | None = Field(default=None, gt=0)
+    reap_interval_s: float | None = Field(default=None, gt=0)
     # How often beat looks for due re-audit schedules and webhook deliveries to retry.
     schedule_tick_s: int = 60
     # Webhooks may call loopback, private and link-local addresses (a receiver on this host or the
@@ -44,6 +49,14 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def resolved_heartbeat_interval_s(self) -> float:
+        return self.heartbeat_interval_s or self.heartbeat_timeout_s / 6
+
+    @property
+    def resolved_reap_interval_s(self) -> float:
+        return self.reap_interval_s or self.heartbeat_timeout_s / 3
 
     @property
     def blob_dir(self) -> Path:

@@ -2,8 +2,11 @@
 
 Embedded mode runs over kombu's SQLAlchemy transport on a SQLite file; production over Redis.
 Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. Beat's periodic
-tasks (the reaper of stuck jobs, due re-audit schedules, webhook deliveries) go to
-`audit.maintenance`, which every worker consumes too by default (`lilaw-audit worker`).
+tasks (the reaper of stuck jobs, due re-audit schedules, the blob sweep) go to
+`audit.maintenance`, which every worker consumes too by default (`lilaw-audit worker`). Webhook
+deliveries go to `audit.webhooks`, which only the webhook worker consumes
+(`cli.stack.webhook_worker_arguments`; it takes the maintenance queue too): a slow receiver never
+holds an audit worker's slot.
 
 Building the app touches no file: the data dir, which holds the SQLite broker and beat's
 schedule, is created when a worker or beat starts on `app`, or when `declare_queues` connects.
@@ -21,12 +24,19 @@ AUDIT_TASK = "lilaw.audit"
 REAP_TASK = "lilaw.reap_stuck_jobs"
 SCHEDULES_TASK = "lilaw.run_due_schedules"
 WEBHOOKS_TASK = "lilaw.deliver_webhooks"
-MAINTENANCE_TASKS = (REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK)
+SWEEP_BLOBS_TASK = "lilaw.sweep_orphan_blobs"
+SWEEP_BLOBS_EVERY_S = 3600.0
+MAINTENANCE_TASKS = (REAP_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK)
 
 
 def maintenance_queue(settings: Settings) -> str:
     """The reaper's queue, named after the audit queue: deployments sharing a broker stay apart."""
     return f"{settings.audit_queue}.maintenance"
+
+
+def webhooks_queue(settings: Settings) -> str:
+    """The webhook deliveries' queue, named after the audit queue."""
+    return f"{settings.audit_queue}.webhooks"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -36,8 +46,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
     # kombu's SQLAlchemy transport hands its options to create_engine and never redelivers a
     # message by timeout; on Redis a running job's message must outlive the job.
     transport_options = {} if broker_url.startswith("sqla+") else {"visibility_timeout": hard_limit + 3600}
-    # Reaped at least twice per heartbeat timeout; a reap message not consumed by then is dropped.
-    reap_every = min(60.0, settings.heartbeat_timeout_s / 2)
+    # A reap message not consumed before the next one is sent is dropped.
+    reap_every = settings.resolved_reap_interval_s
     tick = float(settings.schedule_tick_s)
     app = Celery("lilaw_audit", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
@@ -55,9 +65,13 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_routes={
             AUDIT_TASK: {"queue": settings.audit_queue},
             **{task: {"queue": maintenance_queue(settings)} for task in MAINTENANCE_TASKS},
+            WEBHOOKS_TASK: {"queue": webhooks_queue(settings)},
         },
         beat_schedule={
             REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
+            SWEEP_BLOBS_TASK: {
+                "task": SWEEP_BLOBS_TASK, "schedule": SWEEP_BLOBS_EVERY_S, "options": {"expires": SWEEP_BLOBS_EVERY_S}
+            },
             **{
                 task: {"task": task, "schedule": tick, "options": {"expires": tick}}
                 for task in (SCHEDULES_TASK, WEBHOOKS_TASK)
@@ -74,7 +88,7 @@ def declare_queues(settings: Settings) -> None:
     together on a new broker file)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with make_celery(settings).connection_for_write() as connection:
-        for name in (settings.audit_queue, maintenance_queue(settings)):
+        for name in (settings.audit_queue, maintenance_queue(settings), webhooks_queue(settings)):
             Queue(name, Exchange(name), routing_key=name)(connection.default_channel).declare()
 
 

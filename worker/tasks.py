@@ -9,9 +9,10 @@ from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import audit_runs, job_claims, schedules, webhooks
+from core.services.blobs import BlobStore
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
-from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, WEBHOOKS_TASK, app
+from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK, WEBHOOKS_TASK, app
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +58,11 @@ def run_due_schedules() -> list[dict]:
 def deliver_webhooks() -> int:
     allow_private_hosts = get_settings().webhook_allow_private_hosts
     return len(webhooks.deliver_due(job_sessions(), allow_private_hosts=allow_private_hosts))
+
+
+@app.task(name=SWEEP_BLOBS_TASK)
+def sweep_orphan_blobs() -> dict[str, int]:
+    """Blobs no dataset version refers to, and partial uploads, that a killed process left."""
+    with job_sessions()() as session:
+        report = BlobStore(get_settings()).sweep_orphans(session)
+    return {"blobs": len(report.blobs), "partial_uploads": len(report.partial_uploads)}

@@ -3,16 +3,17 @@ versions, and upload known flags for a version."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
-from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SettingsDep
+from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.errors import validation_message
 from api.schemas import BuiltinDatasetCreate, DatasetPublic, ErrorPublic, FlagCreate, FlagsPublic
 from api.schemas.common import DbId
-from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload
+from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload, release_upload
 from core.errors import DatasetError
 from core.services import UnsupportedFileTypeError, UploadTooLargeError, datasets
 
@@ -55,18 +56,26 @@ _flag_list = TypeAdapter(list[FlagCreate])
 
 
 async def _dataset_source(
-    request: Request, _owner: CurrentOwner, store: BlobStoreDep
-) -> DatasetUpload | BuiltinDatasetCreate:
-    """The uploaded file (multipart/form-data) or the built-in asked for (JSON); the owner is
-    authenticated first, so that nothing is stored for an unknown caller."""
+    request: Request, _owner: CurrentOwner, store: BlobStoreDep, sessions: SessionFactoryDep
+) -> AsyncIterator[DatasetUpload | BuiltinDatasetCreate]:
+    """The uploaded file (multipart/form-data; removed after the request unless the new version
+    refers to it) or the built-in asked for (JSON); the owner is authenticated first, so that
+    nothing is stored for an unknown caller."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        return await receive_dataset_upload(request, store)
+        upload = await receive_dataset_upload(request, store)
+        try:
+            yield upload
+        finally:
+            await release_upload(store, sessions, upload)
+        return
     if content_type.startswith("application/json"):
         try:
-            return BuiltinDatasetCreate.model_validate_json(await request.body())
+            builtin = BuiltinDatasetCreate.model_validate_json(await request.body())
         except ValidationError as error:
             raise DatasetError(validation_message(error.errors())) from None
+        yield builtin
+        return
     raise UnsupportedFileTypeError(
         'send a dataset file as multipart/form-data, or a built-in as JSON {"builtin": "digits"}'
     )

@@ -1,17 +1,21 @@
 """/datasets/{id}/versions: grow a dataset by appending samples, apply reviewers' relabels as a
-new version, list the versions and compare two of them."""
+new version, list the versions, compare two of them and download one."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 
-from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SettingsDep
+from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.schemas import AppendPublic, DatasetPublic, DatasetVersionPublic, ErrorPublic, VersionDiffPublic
 from api.schemas.common import DbId
-from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload
-from core.services import UnsupportedFileTypeError, datasets, versions
+from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload, release_upload
+from core.services import UnsupportedFileTypeError, datasets, version_downloads, versions
+from core.services.version_downloads import DownloadFormat
 
 router = APIRouter(
     prefix="/datasets/{dataset_id}/versions",
@@ -29,10 +33,17 @@ APPEND_BODY = {
 }
 
 
-async def _upload(request: Request, _owner: CurrentOwner, store: BlobStoreDep) -> DatasetUpload:
+async def _upload(
+    request: Request, _owner: CurrentOwner, store: BlobStoreDep, sessions: SessionFactoryDep
+) -> AsyncIterator[DatasetUpload]:
+    """The uploaded file, removed after the request unless the new version refers to it."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedFileTypeError("send the samples to append as a multipart/form-data file")
-    return await receive_dataset_upload(request, store)
+    upload = await receive_dataset_upload(request, store)
+    try:
+        yield upload
+    finally:
+        await release_upload(store, sessions, upload)
 
 
 @router.get("")
@@ -91,3 +102,36 @@ def diff_versions(
     """Samples added, removed and relabeled (by sample id) from `base` to `version`."""
     version = version or datasets.get_version(session, owner.id, dataset_id).version
     return VersionDiffPublic.model_validate(versions.diff_versions(session, owner.id, dataset_id, base, version))
+
+
+@router.get(
+    "/{version}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {}, "text/csv": {}, "application/octet-stream": {}},
+            "description": "the version's file, streamed",
+        }
+    },
+)
+def download_version(
+    dataset_id: DbId,
+    version: DbId,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: Annotated[
+        DownloadFormat, Query(description="original: as the dataset was uploaded; or npz, or csv for tables")
+    ] = DownloadFormat.ORIGINAL,
+) -> StreamingResponse:
+    """The version as a file that uploads again with the same sample ids: by default in the format
+    the dataset was uploaded in, with the version's labels (a class-folder zip with each image in
+    its class's folder, a zip with labels.csv, a CSV/TSV with a label column; an .npz for an .npz
+    or a built-in). Download the version `relabel` made to get the corrected dataset."""
+    found = version_downloads.download_version(session, settings, owner.id, dataset_id, version, format)
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", found.filename)
+    return StreamingResponse(
+        found.chunks,
+        media_type=found.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,7 +1,9 @@
 """The review workspace's HTML pages, server-rendered; their scripts read the JSON API with the
 session cookie set by the login form (see `api.deps`).
 
-/ui/login   a form taking an API key; the key goes into an HTTP-only, SameSite=Strict cookie
+/ui/login   a form taking an API key; it opens a server-side session (`api.ui_sessions`) whose
+            token goes into an HTTP-only, SameSite=Strict cookie; /ui/logout ends it. Both forms
+            are CSRF-protected (a form token, and this site's Origin/Referer when one is sent)
 /ui/jobs    the caller's jobs
 /ui/jobs/N  a job: live progress, alpha/beta/delta over training, score histogram, ROC and PR curves,
             and for a re-audit what changed since the audit before it
@@ -10,6 +12,7 @@ session cookie set by the login form (see `api.deps`).
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,14 +24,18 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from api.auth import KeyHolder, key_holder
-from api.deps import SESSION_COOKIE, PageViewer, SessionDep, SessionFactoryDep, SettingsDep
+from api.deps import SESSION_COOKIE, PageSessionDep, PageViewer, SessionDep, SessionFactoryDep, SettingsDep
 from api.schemas.common import DbId
+from api.ui_sessions import SESSION_LIFETIME, close_session, open_session, same_origin, tokens_match
+from core.store.db import session_scope
 from core.services import NotFoundError, jobs, reaudits, results
 from core.services.artifacts import job_artifacts
 from core.store.models import AuditJob, JobStatus
 
 WEB_DIR = Path(__file__).parent
-SESSION_MAX_AGE_S = 12 * 3600
+SESSION_MAX_AGE_S = int(SESSION_LIFETIME.total_seconds())
+LOGIN_CSRF_COOKIE = "lilaw_login_csrf"  # the login form's double-submit token
+LOGIN_FORM_MAX_AGE_S = 3600
 REPORT_LISTED_SAMPLES = 5  # sample ids the job page shows per list of a re-audit's report
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -52,38 +59,73 @@ def home() -> RedirectResponse:
 
 @router.get("/login")
 def login_form(request: Request, next: str = "/ui/jobs") -> HTMLResponse:
-    return _page(request, "login.html", None, next=_local(next), error=None)
+    return _login_page(request, next, error=None)
 
 
 @router.post("/login")
 def login(
     request: Request,
     sessions: SessionFactoryDep,
-    api_key: Annotated[str, Form()],
-    next: Annotated[str, Form()] = "/ui/jobs",
+    api_key: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=2000)] = "/ui/jobs",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    with sessions() as session:
+    if not same_origin(request) or not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
+        error = "The login form has expired or came from another site: log in again."
+        return _login_page(request, next, error=error, status_code=403)
+    with session_scope(sessions) as session:
         holder = key_holder(session, api_key.strip())
-    if holder is None:
-        error = "This API key is not valid."
-        return _page(request, "login.html", None, status_code=401, next=_local(next), error=error)
+        token = None if holder is None else open_session(session, holder)[0]
+    if token is None:
+        return _login_page(request, next, error="This API key is not valid.", status_code=401)
     response = RedirectResponse(_local(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        api_key.strip(),
+        token,
         max_age=SESSION_MAX_AGE_S,
         path="/",
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui/login", httponly=True, samesite="strict")
     return response
 
 
 @router.post("/logout")
-def logout() -> RedirectResponse:
+def logout(
+    request: Request,
+    sessions: SessionFactoryDep,
+    page: PageSessionDep,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """End the session (its row is deleted: the cookie authenticates nothing after)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if page is not None:
+        if not same_origin(request) or not tokens_match(page.csrf_token, csrf_token):
+            return Response("log out from the site's own pages", status_code=403, headers=SECURITY_HEADERS)
+        with session_scope(sessions) as session:
+            close_session(session, token)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def _login_page(request: Request, next: str, *, error: str | None, status_code: int = 200) -> HTMLResponse:
+    """The login form, with a fresh double-submit CSRF token in the form and in a cookie."""
+    login_csrf = secrets.token_urlsafe(32)
+    response = _page(
+        request, "login.html", None, status_code=status_code, next=_local(next), error=error, login_csrf=login_csrf
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        login_csrf,
+        max_age=LOGIN_FORM_MAX_AGE_S,
+        path="/ui/login",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -138,8 +180,14 @@ def _job(session: Session, viewer: KeyHolder, job_id: DbId) -> AuditJob | None:
 def _page(
     request: Request, template: str, viewer: KeyHolder | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    # The session's CSRF token (set by `api.deps`'s page session) for the logout form.
+    csrf_token = getattr(request.state, "csrf_token", None)
     return templates.TemplateResponse(
-        request, template, {"viewer": viewer, **context}, status_code=status_code, headers=SECURITY_HEADERS
+        request,
+        template,
+        {"viewer": viewer, "csrf_token": csrf_token, **context},
+        status_code=status_code,
+        headers=SECURITY_HEADERS,
     )
 
 

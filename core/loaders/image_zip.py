@@ -13,7 +13,8 @@ from PIL import Image
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
-from core.loaders.images import load_image, open_image, stack_images
+from core.loaders.images import decoded_bytes, load_image, open_image, stack_images
+from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_LABELS_CSV_BYTES
 from core.loaders.safe_zip import open_zip, read_member
 from core.loaders.source import FileSource
 from core.loaders.tabular import read_csv, require_columns
@@ -90,7 +91,7 @@ def _entries_from_folders(names: list[str], where: str) -> list[tuple[str, str]]
 def _entries_from_labels_csv(archive: zipfile.ZipFile, files: dict, labels_csv: str, where: str):
     """(member, label) of each row of `labels_csv`, whose paths are relative to it, and its flags."""
     place = f"{where}:{labels_csv}"
-    data = read_member(archive, files[labels_csv], where)
+    data = read_member(archive, files[labels_csv], where, max_bytes=MAX_LABELS_CSV_BYTES, what="labels file")
     frame = read_csv(io.BytesIO(data), place, dtype=str, keep_default_na=False)
     frame.columns = [str(column).strip() for column in frame.columns]
     require_columns(frame, ("file", "label"), place)
@@ -117,14 +118,24 @@ def _resolve_member(file, base: str, files: dict, where: str) -> str:
 
 
 def _decode_images(archive: zipfile.ZipFile, infos, where: str, max_pixels: int) -> list[Image.Image]:
-    """The members' images; each one's size is read from its header, so that the `max_pixels`
-    budget stops the load before an image over it is decoded."""
-    images, total = [], 0
+    """The members' images; each one's size is read from its header, so that the budgets (one
+    image's pixels, `max_pixels` and the decoded bytes of all of them) stop the load before an
+    image over them is decoded."""
+    images, total, total_bytes = [], 0, 0
     for info in infos:
         place = f"{where}:{info.filename}"
         image = open_image(read_member(archive, info, where), place)
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise DatasetError(
+                f"{place} is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed per image"
+            )
         total += image.width * image.height
+        total_bytes += decoded_bytes(image)
         if total > max_pixels:
             raise DatasetError(f"{where}: the images hold more than {max_pixels} pixels in all (at {info.filename!r})")
+        if total_bytes > MAX_DECODED_IMAGE_BYTES:
+            raise DatasetError(
+                f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at {info.filename!r})"
+            )
         images.append(load_image(image, place))
     return images

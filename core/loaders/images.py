@@ -22,6 +22,15 @@ def open_image(data: bytes, where: str) -> Image.Image:
         raise DatasetError(f"{where} is not a readable image: {exc}") from None
 
 
+def decoded_bytes(image: Image.Image) -> int:
+    """What the opened image's pixels take once decoded, from its header: 1 byte per pixel of
+    "1"/"L"/"P", 4 of "I"/"F", 2 per band of the 16-bit modes, 1 per band otherwise."""
+    per_pixel = {"1": 1, "L": 1, "P": 1, "I": 4, "F": 4}.get(image.mode)
+    if per_pixel is None:
+        per_pixel = len(image.getbands()) * (2 if image.mode.startswith("I;16") else 1)
+    return image.width * image.height * per_pixel
+
+
 def load_image(image: Image.Image, where: str) -> Image.Image:
     """Decode the pixels of an opened image, turned upright by its EXIF orientation."""
     try:

@@ -4,6 +4,7 @@ decide the modality."""
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from core.dataset import AuditDataset, Modality
 from core.errors import DatasetError
 from core.loaders.images import resize_array
+from core.loaders.limits import MAX_ARRAY_BYTES
 from core.loaders.safe_zip import open_zip
 from core.loaders.source import FileSource
 from core.loaders.timeseries import as_requested
@@ -23,7 +25,8 @@ ARRAY_NAMES = ("x", "y", "flags", "is_mislabeled", "sample_ids", "class_names")
 
 def load_npz(source: FileSource) -> AuditDataset:
     path = source.path
-    open_zip(path).close()
+    with open_zip(path) as archive:
+        _check_array_headers(archive, path.name)
     arrays = _read_npz_arrays(path)
     x, y = arrays["x"], arrays["y"]
     if y.ndim != 1 or x.ndim < 1 or len(x) != len(y):
@@ -46,6 +49,39 @@ def load_npz(source: FileSource) -> AuditDataset:
         meta={"source": str(path), "format": "npz"},
         class_names=class_names,
     )
+
+
+def _check_array_headers(archive: zipfile.ZipFile, where: str) -> None:
+    """Refuse arrays whose .npy headers claim more bytes than the archive holds for them, or
+    more than MAX_ARRAY_BYTES together, before numpy allocates them."""
+    total = 0
+    for info in archive.infolist():
+        key = info.filename.removesuffix(".npy")
+        if key not in ARRAY_NAMES or not info.filename.endswith(".npy"):
+            continue
+        try:
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _fortran, dtype = read_header(member, max_header_size=10_000)
+                header_bytes = member.tell()
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as exc:
+            raise DatasetError(f"{where}: array {key!r} has no readable .npy header: {exc}") from None
+        if dtype.hasobject:
+            raise DatasetError(
+                f"{where} is not a readable .npz file: array {key!r} holds Python objects, which are not unpickled"
+            )
+        claimed = math.prod(shape) * dtype.itemsize
+        held = info.file_size - header_bytes
+        if claimed > held:
+            raise DatasetError(
+                f"{where}: array {key!r} claims shape {shape} ({claimed} bytes) but the file holds {held} bytes for it"
+            )
+        total += claimed
+        if total > MAX_ARRAY_BYTES:
+            raise DatasetError(f"{where}: its arrays take more than the {MAX_ARRAY_BYTES} bytes allowed (at {key!r})")
 
 
 def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from core.dataset import AuditDataset, Modality
 from core.errors import DatasetError
 from core.loaders.builtin_datasets import load_digits, load_fashion_mnist
+from core.loaders.hf_parquet import is_hf_image_parquet, is_saved_dataset, load_hf_parquet, load_saved_dataset_zip
 from core.loaders.image_zip import load_image_zip
 from core.loaders.npz import load_npz
 from core.loaders.safe_zip import open_zip
@@ -21,13 +22,27 @@ BUILTIN_LOADERS: dict[str, Callable[..., AuditDataset]] = {"digits": load_digits
 BUILTINS = tuple(BUILTIN_LOADERS)
 # Built-ins read from a directory that "NAME:DIR" may name.
 DIRECTORY_BUILTINS = ("fashion-mnist",)
+
+
+def _load_zip(source: FileSource) -> AuditDataset:
+    """A zipped `datasets` save_to_disk folder, else a zip of images."""
+    with open_zip(source.path) as archive:
+        names = [info.filename for info in archive.infolist()]
+    return (load_saved_dataset_zip if is_saved_dataset(names) else load_image_zip)(source)
+
+
+def _load_any_parquet(source: FileSource) -> AuditDataset:
+    """A Parquet file of the `datasets` image layout (an `image` struct column), else a table."""
+    return (load_hf_parquet if is_hf_image_parquet(source.path) else load_parquet)(source)
+
+
 FILE_LOADERS: dict[str, Callable[[FileSource], AuditDataset]] = {
-    ".zip": load_image_zip,
+    ".zip": _load_zip,
     ".npz": load_npz,
     ".csv": load_csv,
     ".tsv": load_tsv,
-    ".parquet": load_parquet,
-    ".pq": load_parquet,
+    ".parquet": _load_any_parquet,
+    ".pq": _load_any_parquet,
 }
 
 

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 from core.errors import DatasetError
+from core.loaders.limits import MAX_MEMBER_BYTES
 
 MAX_ZIP_MEMBERS = 200_000
 MAX_ZIP_UNCOMPRESSED = 4 * 1024**3
@@ -57,7 +58,17 @@ def _check_member(info: zipfile.ZipInfo, where: str) -> None:
         )
 
 
-def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+def read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int = MAX_MEMBER_BYTES, what: str = "member"
+) -> bytes:
+    """The member's bytes; refused before a byte is inflated when its declared size is over
+    `max_bytes`, and never more than that size read (a member that inflates past its declared
+    size is refused too)."""
+    if info.file_size > max_bytes:
+        raise DatasetError(
+            f"{where}: {what} {info.filename!r} expands to {info.file_size} bytes, more than the "
+            f"{max_bytes} allowed"
+        )
     try:
         with archive.open(info) as member:
             data = member.read(info.file_size + 1)

@@ -11,24 +11,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
+from core.loaders.limits import MAX_PARQUET_BYTES, MAX_TABLE_BYTES
 from core.loaders.source import FileSource
 from core.loaders.timeseries import as_requested
 from core.loaders.validation import as_text, float_features, make_dataset, parse_flags
 
 
 def load_csv(source: FileSource) -> AuditDataset:
+    _check_table_size(source.path)
     return _load_table(source, read_csv(source.path, source.path.name, sep=","), "csv")
 
 
 def load_tsv(source: FileSource) -> AuditDataset:
+    _check_table_size(source.path)
     return _load_table(source, read_csv(source.path, source.path.name, sep="\t"), "tsv")
 
 
 def load_parquet(source: FileSource) -> AuditDataset:
     return _load_table(source, _read_parquet(source.path), "parquet")
+
+
+def _check_table_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_TABLE_BYTES:
+        raise DatasetError(
+            f"{path.name} is {size} bytes, more than the {MAX_TABLE_BYTES} allowed for a CSV/TSV table "
+            "(a Parquet or .npz file holds more)"
+        )
 
 
 def _load_table(source: FileSource, frame: pd.DataFrame, file_format: str) -> AuditDataset:
@@ -62,6 +75,12 @@ def read_csv(source, where: str, **options) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
+        metadata = pq.read_metadata(path)
+        size = sum(metadata.row_group(group).total_byte_size for group in range(metadata.num_row_groups))
+        if size > MAX_PARQUET_BYTES:
+            raise DatasetError(
+                f"{path.name} holds {size} bytes of data uncompressed, more than the {MAX_PARQUET_BYTES} allowed"
+            )
         return pd.read_parquet(path)
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise DatasetError(f"{path.name} is not a readable Parquet file: {exc}") from None

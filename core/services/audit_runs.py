@@ -28,7 +28,7 @@ from core.engine import AuditCancelled, Progress
 from core.errors import AuditError, ConfigError, DatasetError
 from core.loaders import load_dataset
 from core.services import job_claims, reaudits, webhooks
-from core.services.artifacts import JobArtifacts, job_artifacts
+from core.services.artifacts import ClassProbabilities, JobArtifacts, job_artifacts
 from core.services.blobs import dataset_source, version_file_errors
 from core.services.warm_start import warm_start
 from core.settings import Settings
@@ -66,7 +66,7 @@ def execute_job(sessions: Sessions, job_id: int, settings: Settings, *, task_id:
         logger.info("job %s not run: %s", job_id, status or "no such job")
         return status
     try:
-        interval_s = settings.heartbeat_timeout_s / 4
+        interval_s = settings.resolved_heartbeat_interval_s
         with job_claims.Heartbeat(sessions, job_id, task_id, interval_s=interval_s) as heartbeat:
             _run(sessions, job_id, settings, heartbeat)
         return JobStatus.SUCCEEDED
@@ -88,7 +88,9 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
             select(AuditJob).options(joinedload(AuditJob.dataset_version)).where(AuditJob.id == job_id)
         ).one()
         config = _audit_config(job.config)
+        trusted = reaudits.job_trusted_set(job)  # reviewers' verdicts, with use_verdicts_as_trusted
         attempts = job_claims.attempts(job)
+        recoveries = job_claims.recoveries(job)
         version = job.dataset_version
         samples = session.execute(
             select(Sample.sample_id, Sample.label)
@@ -97,6 +99,7 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         ).all()
         warm, warm_note = warm_start(session, job, config, settings) if job.warm_start else (None, None)
     artifacts = job_artifacts(settings, job)
+    _enter_stage(heartbeat, "loading the dataset")
     dataset = _load_version(settings, version, samples)
     load_seconds = time.perf_counter() - started
 
@@ -111,11 +114,16 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         on_epoch=writer.on_epoch,
         on_progress=writer.on_progress,
         checkpoint_path=artifacts.checkpoint_path(),
-        should_stop=heartbeat.lost.is_set,
+        should_stop=heartbeat.should_stop,
         warm_start=warm,
         noisy_labels=artifacts.read_labels(),
         on_noise=keep_noisy_labels,
+        trusted=trusted,
+        on_stage=lambda stage: _enter_stage(heartbeat, stage),
     )
+    _enter_stage(heartbeat, "storing the results")
+    if result.final_probs is not None:  # before the model: readers that find the model find these
+        artifacts.write_probabilities(ClassProbabilities(final=result.final_probs, out_of_sample=result.oos_probs))
     artifacts.write_model(result.model.state_dict())
     timings = {
         **result.timings,
@@ -128,6 +136,8 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         if writer.total_steps is not None:  # None when every epoch was done before this execution
             finished["step"] = writer.total_steps
         summary = _summary(result, config, timings, attempts)
+        if recoveries:
+            summary[job_claims.RECOVERIES] = recoveries
         if job.warm_start:
             summary["warm_start"] = warm_note
         if not heartbeat.touch(session, **finished, result=summary, result_paths=artifacts.names):
@@ -138,6 +148,12 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         if job.previous_job_id is not None:
             _announce_reaudit(session, job_id, artifacts)
     artifacts.remove_checkpoint()
+
+
+def _enter_stage(heartbeat: job_claims.Heartbeat, stage: str) -> None:
+    """Show the job's new stage, or stop here when the job stopped being this execution's."""
+    if not heartbeat.set_stage(stage):
+        raise AuditCancelled(f"the job stopped being this execution's before {stage}")
 
 
 class _EpochWriter:
@@ -234,6 +250,7 @@ def _summary(result: AuditResult, config: AuditConfig, timings: dict[str, float]
         "num_samples": len(dataset),
         "num_classes": dataset.num_classes,
         "num_validation": int((result.split == SPLIT_VAL).sum()),
+        "num_trusted": None if result.trusted is None else len(result.trusted),  # held out as the validation split
         "validation_scoring": "validation samples are scored out of sample, at the end of every epoch",
         "default_score": result.default_score,
         "noise": config.inject_noise,

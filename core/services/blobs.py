@@ -7,24 +7,33 @@ path relative to the data dir, or ``builtin:NAME`` for a built-in dataset.
 
 A blob's path and name are internal: an error a user reads names the file they uploaded
 (`Blob.filename`) or a stored version's file, never `<sha256>.zip` (`shown_as`).
+
+No file outlives its use: a request that received an upload removes the blob afterwards unless a
+dataset version refers to it (`discard_unreferenced`, whatever the request's outcome), and
+`sweep_orphans` (run periodically by beat, or `lilaw-audit sweep-blobs`) removes what a killed
+process left: blobs no version refers to and partial uploads in `incoming/`, both only once older
+than a grace period, so that an upload still in flight is left alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import AuditError
 from core.services import UnsupportedFileTypeError, UploadTooLargeError
@@ -35,6 +44,10 @@ from core.store.models import DatasetVersion
 SUFFIXES = (".ts.csv", ".ts.tsv", ".ts.parquet", ".ts.pq", ".zip", ".npz", ".csv", ".tsv", ".parquet", ".pq")
 BUILTIN_PREFIX = "builtin:"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Old enough that no upload is still streaming into the file or waiting for its transaction.
+ORPHAN_GRACE = timedelta(hours=1)
+
+logger = logging.getLogger(__name__)
 
 
 def blob_suffix(filename: str) -> str:
@@ -163,6 +176,53 @@ class BlobStore:
 
     def discard_if_unused(self, session: Session, blob: Blob) -> None:
         """Delete a blob this upload created, unless a dataset version refers to it."""
-        used = session.scalar(select(DatasetVersion.id).where(DatasetVersion.blob_sha256 == blob.sha256).limit(1))
-        if blob.is_new and used is None:
+        if blob.is_new and not _referenced(session, blob.sha256):
             blob.path.unlink(missing_ok=True)
+
+    def discard_unreferenced(self, sessions: sessionmaker[Session], blob: Blob) -> None:
+        """After a request that received `blob` has ended (its transaction committed or rolled
+        back): delete the file if this upload created it and no dataset version refers to it."""
+        if not blob.is_new:
+            return
+        with sessions() as session:
+            if _referenced(session, blob.sha256):
+                return
+        blob.path.unlink(missing_ok=True)
+
+    def sweep_orphans(self, session: Session, grace: timedelta = ORPHAN_GRACE) -> SweepReport:
+        """Delete blobs no dataset version refers to and partial uploads left in `incoming/`,
+        each only when its file is older than `grace`."""
+        report = SweepReport()
+        cutoff = time.time() - grace.total_seconds()
+        referenced = set(session.scalars(select(DatasetVersion.blob_sha256).distinct()))
+        for path in self.root.glob("*") if self.root.is_dir() else ():
+            sha256 = path.name.split(".", 1)[0]
+            if not path.is_file() or not _SHA256.fullmatch(sha256) or sha256 in referenced:
+                continue
+            if _older_than(path, cutoff):
+                path.unlink(missing_ok=True)
+                report.blobs.append(path.name)
+        for path in self.incoming_dir.glob("*") if self.incoming_dir.is_dir() else ():
+            if path.is_file() and _older_than(path, cutoff):
+                path.unlink(missing_ok=True)
+                report.partial_uploads.append(path.name)
+        if report.blobs or report.partial_uploads:
+            logger.info("swept %d orphan blobs and %d partial uploads", len(report.blobs), len(report.partial_uploads))
+        return report
+
+
+@dataclass
+class SweepReport:
+    blobs: list[str] = field(default_factory=list)  # file names removed
+    partial_uploads: list[str] = field(default_factory=list)
+
+
+def _referenced(session: Session, sha256: str) -> bool:
+    return session.scalar(select(DatasetVersion.id).where(DatasetVersion.blob_sha256 == sha256).limit(1)) is not None
+
+
+def _older_than(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False

@@ -23,6 +23,7 @@ from core.errors import AuditError, DatasetError
 from core.loaders import BUILTINS, FALSE_TEXTS, TRUE_TEXTS, load_dataset
 from core.services import ConflictError, NotFoundError
 from core.services.blobs import BUILTIN_PREFIX, Blob, BlobStore, shown_as
+from core.services.sample_identity import carried_identities
 from core.store.models import Dataset, DatasetVersion, Sample
 
 MAX_SAMPLE_ID_LENGTH = Sample.__table__.c.sample_id.type.length
@@ -48,8 +49,14 @@ def get_dataset(session: Session, owner_id: int, dataset_id: int) -> Dataset:
     return dataset
 
 
-def get_version(session: Session, owner_id: int, dataset_id: int, version: int | None = None) -> DatasetVersion:
-    """A version of the owner's dataset; the latest when `version` is None."""
+def get_version(
+    session: Session, owner_id: int, dataset_id: int, version: int | None = None, *, lock: bool = False
+) -> DatasetVersion:
+    """A version of the owner's dataset; the latest when `version` is None. With `lock`, the
+    dataset is locked first (`lock_dataset`): what a new version is built from stays the latest
+    until the caller's transaction ends."""
+    if lock:
+        lock_dataset(session, owner_id, dataset_id)
     statement = (
         select(DatasetVersion)
         .join(Dataset)
@@ -64,6 +71,19 @@ def get_version(session: Session, owner_id: int, dataset_id: int, version: int |
         missing = "not found" if version is None else f"has no version {version}"
         raise NotFoundError(f"dataset {dataset_id} {missing}")
     return found
+
+
+def lock_dataset(session: Session, owner_id: int, dataset_id: int) -> None:
+    """Serialize the writers of the dataset's versions until the transaction ends: on Postgres a
+    row lock (`SELECT ... FOR UPDATE`) that a second append waits on, then reads the version the
+    first one stored; SQLite's writers are serialized already (the API begins IMMEDIATE). A
+    separate statement: `FOR UPDATE` on a query with ORDER BY ... LIMIT would hand the waiting
+    transaction the row it saw before, not the new latest version."""
+    locked = session.scalar(
+        select(Dataset.id).where(Dataset.id == dataset_id, Dataset.owner_id == owner_id).with_for_update()
+    )
+    if locked is None:
+        raise NotFoundError(f"dataset {dataset_id} not found")
 
 
 def create_from_blob(
@@ -85,7 +105,13 @@ def create_from_blob(
     except AuditError:
         store.discard_if_unused(session, blob)
         raise
-    return add_version(session, owner_id, name, loaded, blob_sha256=blob.sha256, blob_uri=blob.uri)
+    hashes = content_hashes(loaded.x)
+    identities = carried_identities(session, owner_id, name, loaded.sample_ids, hashes)
+    loaded.sample_ids = identities.sample_ids
+    return add_version(
+        session, owner_id, name, loaded, blob_sha256=blob.sha256, blob_uri=blob.uri, hashes=hashes,
+        source_paths=identities.source_paths, change=identities.change(blob.shown_name),
+    )  # fmt: skip
 
 
 def create_builtin(session: Session, owner_id: int, name: str, builtin: str) -> Dataset:
@@ -104,13 +130,16 @@ def parse_flags_csv(data: bytes) -> dict[str, bool | None]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetError("the flags CSV is not valid UTF-8") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"sample_id", "is_mislabeled"} - set(reader.fieldnames or ())
-    if missing:
-        raise DatasetError(f"the flags CSV lacks column(s) {', '.join(sorted(missing))}")
-    return collect_flags(
-        (row["sample_id"], _flag(row["is_mislabeled"], line)) for line, row in enumerate(reader, start=2)
-    )
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        missing = {"sample_id", "is_mislabeled"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"the flags CSV lacks column(s) {', '.join(sorted(missing))}")
+        return collect_flags(
+            (row["sample_id"] or "", _flag(row["is_mislabeled"] or "", line)) for line, row in enumerate(reader, start=2)
+        )
+    except csv.Error as error:
+        raise DatasetError(f"the flags CSV is malformed: {error}") from None
 
 
 def collect_flags(pairs: Iterable[tuple[str, bool | None]]) -> dict[str, bool | None]:
@@ -163,13 +192,18 @@ def add_version(
     blob_uri: str,
     flags: list[bool | None] | None = None,
     hashes: list[str] | None = None,
+    source_paths: list[str | None] | None = None,
     parent_version: int | None = None,
     change: dict[str, Any] | None = None,
 ) -> Dataset:
     """The next version of the owner's dataset `name` (created when new) holding `loaded`, with
-    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones) and
-    `hashes` the samples' content hashes (default: computed from `loaded`)."""
-    dataset = session.scalar(select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name))
+    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones), `hashes`
+    the samples' content hashes (default: computed from `loaded`) and `source_paths` their ids in
+    the file where they kept another (`core.services.sample_identity`)."""
+    # Locked: two uploads under one name get versions n+1 and n+2, not one a unique-key conflict.
+    dataset = session.scalar(
+        select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name).with_for_update()
+    )
     if dataset is None:
         dataset = Dataset(owner_id=owner_id, name=name)
         session.add(dataset)
@@ -194,6 +228,8 @@ def add_version(
         flags = [None] * len(loaded) if loaded.is_mislabeled is None else loaded.is_mislabeled.tolist()
     if hashes is None:
         hashes = content_hashes(loaded.x)
+    if source_paths is None:
+        source_paths = [None] * len(loaded)
     session.execute(
         insert(Sample),
         [
@@ -204,9 +240,10 @@ def add_version(
                 "label": label,
                 "is_mislabeled": flag,
                 "content_hash": digest,
+                "source_path": source_path,
             }
-            for index, (sample_id, label, flag, digest) in enumerate(
-                zip(loaded.sample_ids, loaded.y.tolist(), flags, hashes, strict=True)
+            for index, (sample_id, label, flag, digest, source_path) in enumerate(
+                zip(loaded.sample_ids, loaded.y.tolist(), flags, hashes, source_paths, strict=True)
             )
         ],
     )

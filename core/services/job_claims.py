@@ -10,17 +10,23 @@ execution, stops at the next check without touching the row again.
 - A running job can be claimed again by a redelivery of the same task (the broker gives a message
   to one consumer at a time, so the previous holder is gone) or by any execution once its
   heartbeat is older than `settings.heartbeat_timeout_s`.
-- `reap_stuck_jobs` (run by beat) covers the messages no broker redelivers in time: kombu's
-  SQLAlchemy transport never redelivers the message of a killed worker, and Redis does so only
-  after the visibility timeout, which is longer than the longest job. A running job with a stale
-  heartbeat goes back to queued and its task is sent again, up to `MAX_ATTEMPTS` claims; after
-  that it is marked failed.
+- `reap_stuck_jobs` (run by beat every `settings.resolved_reap_interval_s`) covers the messages
+  no broker redelivers in time: kombu's SQLAlchemy transport never redelivers the message of a
+  killed worker, and Redis does so only after the visibility timeout, which is longer than the
+  longest job. A running job with a stale heartbeat goes back to queued and its task is sent
+  again, up to `MAX_ATTEMPTS` claims; after that it is marked failed. The job shows it: its
+  `result` holds `stage` (what the execution is doing, or "requeued: ..." after a reap) and
+  `recoveries` (one line per lost worker), read by GET /jobs/{id}.
+- An execution notices a cancel (or a takeover) within `CANCEL_CHECK_INTERVAL_S` of its next
+  check (`Heartbeat.should_stop`), which the audit asks for at every training step, between and
+  inside cross-fit folds and between the phases after training.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -37,6 +43,10 @@ from core.store.models import utcnow
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# How stale an execution's knowledge of its own claim may be when it is asked whether to stop.
+CANCEL_CHECK_INTERVAL_S = 1.0
+STAGE = "stage"  # the keys of the job's `result` that tell how a running job is doing
+RECOVERIES = "recoveries"
 
 Sessions = sessionmaker[Session]
 
@@ -60,13 +70,18 @@ def claim(sessions: Sessions, job_id: int, task_id: str, settings: Settings) -> 
         job.status, job.celery_task_id, job.heartbeat_at = JobStatus.RUNNING, task_id, now
         job.started_at = job.started_at or now
         job.error = None
-        job.result = {**(job.result or {}), "attempts": attempts(job) + 1}
+        job.result = {**(job.result or {}), "attempts": attempts(job) + 1, STAGE: "starting"}
         return JobStatus.RUNNING
 
 
 def attempts(job: AuditJob) -> int:
     """How many times the job was claimed."""
     return int((job.result or {}).get("attempts", 0))
+
+
+def recoveries(job: AuditJob) -> list[str]:
+    """What the reaper recorded each time the job's worker was lost, oldest first."""
+    return list((job.result or {}).get(RECOVERIES, []))
 
 
 class Heartbeat:
@@ -82,6 +97,34 @@ class Heartbeat:
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-job-{job_id}", daemon=True)
+        self._confirmed_at = time.monotonic()  # when the claim was last seen held
+
+    def should_stop(self) -> bool:
+        """Whether the execution must stop (cancelled, or taken over): asks the database when
+        the claim was last confirmed more than `CANCEL_CHECK_INTERVAL_S` ago, so it is cheap to
+        call at every step. A plain callable for the audit, which knows nothing of databases."""
+        if not self.lost.is_set() and time.monotonic() - self._confirmed_at >= CANCEL_CHECK_INTERVAL_S:
+            self.touch()
+        return self.lost.is_set()
+
+    def set_stage(self, stage: str) -> bool:
+        """Show what the execution is doing (the job's `result["stage"]`); False once the claim is lost."""
+        with session_scope(self.sessions) as session:
+            job = session.scalars(select(AuditJob).where(self._held()).with_for_update()).one_or_none()
+            if job is None:
+                self.lost.set()
+                return False
+            job.result = {**(job.result or {}), STAGE: stage}
+            job.heartbeat_at = utcnow()
+        self._confirmed_at = time.monotonic()
+        return True
+
+    def _held(self):
+        return (
+            (AuditJob.id == self.job_id)
+            & (AuditJob.status == JobStatus.RUNNING)
+            & (AuditJob.celery_task_id == self.task_id)
+        )
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -96,17 +139,11 @@ class Heartbeat:
         if session is None:
             with session_scope(self.sessions) as session:
                 return self.touch(session, **values)
-        held = session.execute(
-            update(AuditJob)
-            .where(
-                AuditJob.id == self.job_id,
-                AuditJob.status == JobStatus.RUNNING,
-                AuditJob.celery_task_id == self.task_id,
-            )
-            .values(heartbeat_at=utcnow(), **values)
-        ).rowcount
+        held = session.execute(update(AuditJob).where(self._held()).values(heartbeat_at=utcnow(), **values)).rowcount
         if not held:
             self.lost.set()
+        else:
+            self._confirmed_at = time.monotonic()
         return bool(held)
 
     def _beat(self) -> None:
@@ -193,6 +230,14 @@ def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:
         job.status, job.finished_at, job.eta_seconds = JobStatus.FAILED, utcnow(), None
         job.error = f"the job's worker stopped responding {claims} times (last heartbeat {job.heartbeat_at})"
         return "failed"
+    last_beat = job.heartbeat_at
+    silent = "no heartbeat" if last_beat is None else f"no heartbeat since {last_beat:%Y-%m-%d %H:%M:%S} UTC"
+    lost = f"worker lost at epoch {job.epoch} ({silent})"
+    job.result = {
+        **(job.result or {}),
+        STAGE: f"requeued: {lost}; attempt {claims + 1} of {MAX_ATTEMPTS} resumes from the last checkpoint",
+        RECOVERIES: [*recoveries(job), f"{lost}; requeued at {utcnow():%Y-%m-%d %H:%M:%S} UTC"],
+    }
     job.status = JobStatus.QUEUED
     requeue(job.id)
     return "requeued"

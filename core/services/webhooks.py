@@ -15,7 +15,8 @@ reject a timestamp more than 5 minutes away from your clock, so that a recorded 
 replayed later).
 
 Any 2xx answer counts as delivered. Anything else (another status, a redirect, which is not
-followed, no answer within 10 s, a refused connection) is a failed attempt, retried after 30 s,
+followed, no answer within 10 s or a call over 15 s in all, a refused connection) is a failed
+attempt, retried after 30 s,
 1 min, 2 min, ... (doubling, at most an hour apart); after `MAX_ATTEMPTS` failed attempts the
 delivery is failed, and the owner can send it again (`retry_delivery`). Each attempt goes to the
 webhook's URL and is signed with its secret as they are at the time of the attempt.
@@ -25,15 +26,22 @@ host is, or resolves to, a non-public address is refused when it is set and at e
 (`core.services.webhook_addresses`).
 
 Deliveries live in the database: the worker queues one in the transaction that finishes a
-re-audit and `deliver_due` (the worker's periodic task) attempts the due ones, so a restart loses
-nothing. Several workers may run `deliver_due` at once: each claims a delivery in a short
-transaction of its own before calling, and no transaction stays open during an HTTP call.
+re-audit and `deliver_due` (the webhook worker's task, on its own queue) attempts the due ones, so
+a restart loses nothing. Several workers may run `deliver_due` at once: each claims a delivery in
+a short transaction of its own before calling, and no transaction stays open during an HTTP call.
+
+Calls are rate-limited per owner (`core.webhook_limits`): at most MAX_CALLS_PER_OWNER_PER_WINDOW
+in RATE_WINDOW_S over all of the owner's webhooks; a due delivery past that is deferred to when
+the window has room, without counting as an attempt. The claim locks the owner's row, so
+workers running at once keep to the limit together.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,8 +56,15 @@ from core.services import ConflictError, InvalidParameterError, NotFoundError
 from core.services.webhook_addresses import check_public_host, check_url, private_host_problem
 from core.services.webhook_signing import canonical_body, sign
 from core.store.db import session_scope
-from core.store.models import DatasetWebhook, DeliveryStatus, WebhookDelivery, utcnow
-from core.webhook_limits import MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
+from core.store.models import Dataset, DatasetWebhook, DeliveryStatus, Owner, WebhookDelivery, utcnow
+from core.webhook_limits import (
+    DELIVERY_TIMEOUT_S,
+    MAX_CALLS_PER_OWNER_PER_WINDOW,
+    MAX_SECRET_LENGTH,
+    MIN_SECRET_LENGTH,
+    PASS_BUDGET_S,
+    RATE_WINDOW_S,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +192,15 @@ def deliver_due(
     client: httpx.Client | None = None,
     limit: int = 100,
     allow_private_hosts: bool = False,
+    calls_per_window: int = MAX_CALLS_PER_OWNER_PER_WINDOW,
+    budget_s: float = PASS_BUDGET_S,
 ) -> list[Attempt]:
     """Attempt the pending deliveries due at `now` (at most `limit`, the longest due first), one
-    after the other; returns the attempts this call made (deliveries that another worker claimed
-    first are left out). With `now` given, every attempt happens at `now` (tests move time by
-    hand); else each attempt is stamped with the time it is made. A URL whose host resolves to a
-    non-public address is a failed attempt, not called, unless `allow_private_hosts`."""
+    after the other, claiming none after `budget_s`; returns the attempts this call made
+    (deliveries that another worker claimed first, or deferred by the owner's rate limit of
+    `calls_per_window`, are left out). With `now` given, every attempt happens at `now` (tests
+    move time by hand); else each attempt is stamped with the time it is made. A URL whose host
+    resolves to a non-public address is a failed attempt, not called, unless `allow_private_hosts`."""
     clock: Callable[[], datetime] = utcnow if now is None else (lambda: now)
     with session_scope(sessions) as session:
         due = session.scalars(
@@ -196,9 +214,16 @@ def deliver_due(
     own_client = client is None
     if client is None:
         client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+    started = time.monotonic()
     try:
-        attempts = (_attempt(sessions, delivery_id, clock(), client, allow_private_hosts) for delivery_id in due)
-        return [attempt for attempt in attempts if attempt is not None]
+        made = []
+        for delivery_id in due:
+            if time.monotonic() - started > budget_s:
+                break
+            attempt = _attempt(sessions, delivery_id, clock(), client, allow_private_hosts, calls_per_window)
+            if attempt is not None:
+                made.append(attempt)
+        return made
     finally:
         if own_client:
             client.close()
@@ -213,9 +238,14 @@ class _Call:
 
 
 def _attempt(
-    sessions: sessionmaker[Session], delivery_id: int, now: datetime, client: httpx.Client, allow_private_hosts: bool
+    sessions: sessionmaker[Session],
+    delivery_id: int,
+    now: datetime,
+    client: httpx.Client,
+    allow_private_hosts: bool,
+    calls_per_window: int,
 ) -> Attempt | None:
-    call = _claim(sessions, delivery_id, now)
+    call = _claim(sessions, delivery_id, now, calls_per_window)
     if call is None:
         return None
     refused = None if allow_private_hosts or call.secret is None else private_host_problem(call.url)
@@ -224,7 +254,7 @@ def _attempt(
     elif refused is not None:
         status_code, error = None, _short(f"not called: {refused}")
     else:
-        status_code, error = _post(client, call, delivery_id, now)
+        status_code, error = _post_within(DELIVERY_TIMEOUT_S, client, call, delivery_id, now)
     with session_scope(sessions) as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:  # its dataset was deleted during the call
@@ -246,19 +276,29 @@ def _attempt(
         return Attempt(delivery_id, delivery.status, delivery.attempts, status_code, error)
 
 
-def _claim(sessions: sessionmaker[Session], delivery_id: int, now: datetime) -> _Call | None:
-    """Take the delivery if it is still due (no other worker took it): it stops being due for
-    `CLAIM_LEASE`, long enough for the call; a worker that dies meanwhile leaves it due again
-    once the lease has passed. Returns what to send, or None when another worker took it."""
+def _claim(sessions: sessionmaker[Session], delivery_id: int, now: datetime, calls_per_window: int) -> _Call | None:
+    """Take the delivery if it is still due (no other worker took it) and its owner's rate limit
+    allows a call: it stops being due for `CLAIM_LEASE`, long enough for the call; a worker that
+    dies meanwhile leaves it due again once the lease has passed. Past the rate limit it is
+    deferred instead. Returns what to send, or None when another worker took it or it was deferred."""
     with session_scope(sessions) as session:
+        due = (
+            (WebhookDelivery.id == delivery_id)
+            & (WebhookDelivery.status == DeliveryStatus.PENDING)
+            & (WebhookDelivery.next_attempt_at <= now)
+        )
+        deferred_until = _rate_limited_until(session, delivery_id, now, calls_per_window)
+        if deferred_until is not None:
+            session.execute(
+                update(WebhookDelivery).where(due).values(next_attempt_at=deferred_until)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            logger.info("webhook delivery %s deferred to %s by its owner's rate limit", delivery_id, deferred_until)
+            return None
         claimed = session.execute(
             update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == delivery_id,
-                WebhookDelivery.status == DeliveryStatus.PENDING,
-                WebhookDelivery.next_attempt_at <= now,
-            )
-            .values(next_attempt_at=now + CLAIM_LEASE)
+            .where(due)
+            .values(next_attempt_at=now + CLAIM_LEASE, last_attempt_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         if not claimed:
@@ -273,6 +313,48 @@ def _claim(sessions: sessionmaker[Session], delivery_id: int, now: datetime) -> 
             secret=None if webhook is None else webhook.secret,
             body=canonical_body(delivery.payload),
         )
+
+
+def _rate_limited_until(session: Session, delivery_id: int, now: datetime, calls_per_window: int) -> datetime | None:
+    """When the owner of the delivery's dataset may be called again, if its calls of the last
+    `RATE_WINDOW_S` are at the limit; None when a call may be made now. Locks the owner's row
+    (Postgres) so that concurrent claims count each other's calls; SQLite's writers are serialized."""
+    owner_id = session.scalar(
+        select(Dataset.owner_id).join(WebhookDelivery, WebhookDelivery.dataset_id == Dataset.id)
+        .where(WebhookDelivery.id == delivery_id)
+    )  # fmt: skip
+    if owner_id is None:
+        return None
+    session.execute(select(Owner.id).where(Owner.id == owner_id).with_for_update())
+    window = timedelta(seconds=RATE_WINDOW_S)
+    recent = (
+        select(WebhookDelivery.last_attempt_at)
+        .join(Dataset, WebhookDelivery.dataset_id == Dataset.id)
+        .where(Dataset.owner_id == owner_id, WebhookDelivery.last_attempt_at > now - window)
+        .order_by(WebhookDelivery.last_attempt_at.desc())
+        .limit(calls_per_window)
+    )
+    times = session.scalars(recent).all()
+    if len(times) < calls_per_window:
+        return None
+    return min(times) + window  # the oldest of the last `calls_per_window` calls leaves the window
+
+
+def _post_within(
+    deadline_s: float, client: httpx.Client, call: _Call, delivery_id: int, now: datetime
+) -> tuple[int | None, str | None]:
+    """`_post` given `deadline_s` in all: a receiver that keeps each network step under the
+    per-step timeout (answering a byte at a time) cannot hold the worker longer. The late call
+    runs on in its daemon thread until its connection fails or the client is closed."""
+    outcome: list[tuple[int | None, str | None]] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(_post(client, call, delivery_id, now)), name=f"webhook-{delivery_id}", daemon=True
+    )
+    caller.start()
+    caller.join(deadline_s)
+    if not outcome:
+        return None, f"no complete answer within {deadline_s:g} s"
+    return outcome[0]
 
 
 def _post(client: httpx.Client, call: _Call, delivery_id: int, now: datetime) -> tuple[int | None, str | None]:

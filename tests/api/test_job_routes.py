@@ -200,7 +200,8 @@ def test_out_of_range_path_ids_are_422_on_every_route(client, alice, value):
     checked = 0
     for method, path, operation in _operations(client.app):
         parameters = [parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"]
-        for target in parameters:
+        numeric = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path" and p["schema"].get("type") == "integer"]
+        for target in numeric:
             url = path
             for name in parameters:
                 url = url.replace(f"{{{name}}}", str(value if name == target else 1))

@@ -1,8 +1,11 @@
-"""The review pages' access: a login form that keeps the API key in an HTTP-only, SameSite=Strict
-cookie, pages only for the key's owner, and cookie-authenticated changes only from the pages'
-own scripts. (The pages themselves are driven in a browser by tests/web.)"""
+"""The review pages' access: a login form that opens a server-side session kept in an HTTP-only,
+SameSite=Strict cookie, pages only for the key's owner, and cookie-authenticated changes only from
+the pages' own scripts. (The pages themselves are driven in a browser by tests/web; sessions,
+CSRF and keys by tests/api/test_sessions_and_keys.py.)"""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -13,10 +16,18 @@ def key_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
 
 
-def log_in(client, headers, next_page: str = "/ui/jobs"):
-    return client.post(
-        "/ui/login", data={"api_key": key_of(headers), "next": next_page}, follow_redirects=False
-    )
+def login_csrf(client) -> str:
+    """The CSRF token of a freshly loaded login form (its cookie stays in the client)."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/login").text).group(1)
+
+
+def log_in(client, headers, next_page: str = "/ui/jobs", api_key: str | None = None):
+    data = {"api_key": api_key or key_of(headers), "next": next_page, "csrf_token": login_csrf(client)}
+    return client.post("/ui/login", data=data, follow_redirects=False)
+
+
+def logout_csrf(page_html: str) -> str:
+    return re.search(r'action="/ui/logout"><input type="hidden" name="csrf_token" value="([^"]*)"', page_html).group(1)
 
 
 @sqlite_only
@@ -31,7 +42,7 @@ def test_pages_ask_for_a_login_first(client, finished_job):
 
 @sqlite_only
 def test_login_keeps_the_key_in_a_strict_http_only_cookie(client, alice, finished_job):
-    wrong = client.post("/ui/login", data={"api_key": "lilaw_wrong", "next": "/ui/jobs"})
+    wrong = log_in(client, None, api_key="lilaw_wrong")
     assert wrong.status_code == 401 and "not valid" in wrong.text
 
     page = f"/ui/jobs/{finished_job.job_id}/review"
@@ -39,6 +50,7 @@ def test_login_keeps_the_key_in_a_strict_http_only_cookie(client, alice, finishe
     assert response.status_code == 303 and response.headers["location"] == page
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert key_of(alice) not in cookie
 
     review = client.get(page)
     assert review.status_code == 200 and "Review job" in review.text
@@ -47,7 +59,8 @@ def test_login_keeps_the_key_in_a_strict_http_only_cookie(client, alice, finishe
     assert "Job 1" in client.get("/ui/jobs").text
     assert client.get(f"/jobs/{finished_job.job_id}/review-queue").status_code == 200
 
-    assert client.post("/ui/logout", follow_redirects=False).status_code == 303
+    csrf = logout_csrf(client.get("/ui/jobs").text)
+    assert client.post("/ui/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
     assert client.get(page, follow_redirects=False).status_code == 303
 
 

@@ -16,8 +16,8 @@ from core.audit_config import LilawConfig
 
 LILAW_AUDIT = Path(sys.executable).parent / "lilaw-audit"
 COMMANDS = (
-    "audit", "up", "worker", "demo", "create-key", "upload", "submit", "status", "suspects", "download",
-    "cancel", "append", "reaudit", "report", "schedule",
+    "audit", "up", "worker", "demo", "create-key", "keys", "sweep-blobs", "upload", "submit", "status", "suspects",
+    "download", "cancel", "append", "reaudit", "report", "schedule", "download-dataset", "review",
 )  # fmt: skip
 HEAVY = ("torch", "sqlalchemy", "celery", "fastapi")
 

@@ -1,6 +1,7 @@
-"""The service as it runs: a uvicorn server, Celery worker and beat subprocesses (the command lines
-of `lilaw-audit up`), on (a) a SQLite database with the SQLAlchemy broker and (b) Postgres with
-Redis. Each test gets its own database, broker queue and data dir.
+"""The service as it runs: a uvicorn server, the audit and webhook Celery workers and beat as
+subprocesses (the command lines of `lilaw-audit up`), on (a) a SQLite database with the
+SQLAlchemy broker and (b) Postgres with Redis. Each test gets its own database, broker queue and
+data dir; a module changes the service's settings by overriding `service_settings`.
 
 The databases come from tests/conftest.py's `make_database`, Redis from its `redis_url`.
 """
@@ -95,18 +96,23 @@ def backend_urls(
 
 
 @pytest.fixture
-def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
-    """API, worker and beat running on a fresh database and broker queue, with an API key."""
-    db_url, broker_url = backend_urls
-    values = {
-        "data_dir": tmp_path / "data",
-        "audit_queue": f"audit-{uuid.uuid4().hex[:8]}",
+def service_settings() -> dict:
+    """Settings of the service (LILAW_... values) for the tests of a module."""
+    return {
         "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
         "job_soft_time_limit_s": 900,
         # Tests advance time for schedules and webhook retries themselves: beat stays out of it.
         "schedule_tick_s": 3600,
         "webhook_allow_private_hosts": True,  # the tests' receivers listen on loopback
     }
+
+
+@pytest.fixture
+def service(backend_urls: tuple[str, str], tmp_path: Path, service_settings: dict) -> Iterator[Service]:
+    """API, the audit and webhook workers and beat running on a fresh database and broker queue,
+    with an API key."""
+    db_url, broker_url = backend_urls
+    values = {"data_dir": tmp_path / "data", "audit_queue": f"audit-{uuid.uuid4().hex[:8]}", **service_settings}
     urls = {"LILAW_DATABASE_URL": db_url, "LILAW_BROKER_URL": broker_url}
     settings = Settings(**values, **urls)
     env = {**os.environ, **urls, **{f"LILAW_{name.upper()}": str(value) for name, value in values.items()}}
@@ -123,7 +129,7 @@ def service(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Service]:
     )
     assert created.returncode == 0, created.stderr
     service.api_key = created.stdout.strip()
-    for name in ("api", "worker", "beat"):
+    for name in service.commands:
         service.start(name)
     try:
         _wait_until_healthy(service)

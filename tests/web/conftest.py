@@ -32,12 +32,13 @@ REVIEWER = "ana"
 @dataclass
 class Service:
     url: str
-    api_key: str
+    api_key: str  # the reviewer's key (reviewing only), to log in with
     reviewer: str
     settings: Settings
+    owner_key: str  # the team's owner key, to upload and submit jobs
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=60)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.owner_key}"}, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,15 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         engine = make_engine(settings.resolved_database_url)
         with session_scope(make_session_factory(engine)) as session:
             api_key = create_api_key(session, "team", reviewer=REVIEWER)
+            owner_key = create_api_key(session, "team")
         engine.dispose()
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
             with Stack(settings, "127.0.0.1", free_port(), beat=False, log_dir=data_dir / "logs") as stack:
                 stack.wait_until_ready()
-                yield Service(url=stack.url, api_key=api_key, reviewer=REVIEWER, settings=settings)
+                yield Service(
+                    url=stack.url, api_key=api_key, reviewer=REVIEWER, settings=settings, owner_key=owner_key
+                )
         finally:
             signal.signal(signal.SIGTERM, sigterm)
             for log in sorted((data_dir / "logs").glob("*.log")):

@@ -54,7 +54,10 @@ def sessions(db_engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+    """The service's settings, with a heartbeat timeout longer than the session: jobs that
+    earlier tests leave running in the shared database never go stale under later tests' reapers
+    (tests make a job stale by dating its heartbeat back)."""
+    return Settings(data_dir=tmp_path / "data", heartbeat_timeout_s=3600)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The relational schema: owners and their API keys, datasets, audit jobs and their results,
-reviewers' decisions on suspected mislabels, re-audit schedules and webhooks; one module per
-domain, every model importable from here.
+reviewers' decisions on suspected mislabels, the review pages' sessions, re-audit schedules and
+webhooks; one module per domain, every model importable from here.
 
 The schema changes only through the Alembic migrations in `migrations/`; these models describe it
 for the ORM and are checked against the migrations by the tests. Every table that belongs to a
@@ -13,10 +13,15 @@ from core.store.models.datasets import ApiKey, Dataset, DatasetVersion, Owner, S
 from core.store.models.jobs import AuditJob, JobMetric, LilawTrajectoryPoint, SampleEpoch, SampleScore
 from core.store.models.reviews import Decision
 from core.store.models.schedules import AuditSchedule
+from core.store.models.team import Adjudication, Adjudicator, Assignment, DecisionComment
+from core.store.models.sessions import UiSession
 from core.store.models.webhooks import DatasetWebhook, WebhookDelivery
 
 __all__ = [
+    "Adjudication",
+    "Adjudicator",
     "ApiKey",
+    "Assignment",
     "AuditJob",
     "AuditSchedule",
     "Base",
@@ -24,6 +29,7 @@ __all__ = [
     "DatasetVersion",
     "DatasetWebhook",
     "Decision",
+    "DecisionComment",
     "DeliveryStatus",
     "JobMetric",
     "JobStatus",
@@ -32,6 +38,7 @@ __all__ = [
     "Sample",
     "SampleEpoch",
     "SampleScore",
+    "UiSession",
     "WebhookDelivery",
     "utcnow",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.store.models.base import Base, JSONDocument, created_at_column
@@ -29,16 +29,21 @@ class Owner(Base):
 class ApiKey(Base):
     """An API key of an owner. Only `key_hash` (hex sha256 of the key) is stored, never the key;
     `prefix` is its first characters, kept to tell keys apart in listings. `reviewer` names the
-    person using the key, so that two reviewers of one owner are told apart (default: the owner)."""
+    person using the key, so that two reviewers of one owner are told apart (default: the owner).
+    `role` is what the key may do: 'owner' everything of the owner's, 'reviewer' only reviewing
+    (see `api.deps`). A key past `expires_at`, or revoked, authenticates nothing."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("role IN ('owner', 'reviewer')", name="role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reviewer: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
     created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
     owner: Mapped[Owner] = relationship(back_populates="api_keys", lazy="raise")
@@ -97,7 +102,9 @@ class Sample(Base):
     """A sample of a dataset version: its position (`sample_index`, 0..N-1), its stable id (the
     same sample keeps its id across versions), its given label (an index into `class_names`) and
     the sha256 of its content as loaded (`core.dataset.content_hashes`), which finds
-    exact duplicates among appended samples."""
+    exact duplicates among appended samples and re-uploaded samples that moved. `source_path` is
+    the sample's file in its version's upload when that is not its id: an image moved to another
+    class folder keeps the id it was first uploaded under (`core.services.sample_identity`)."""
 
     __tablename__ = "samples"
     __table_args__ = (UniqueConstraint("dataset_version_id", "sample_id"),)
@@ -110,5 +117,6 @@ class Sample(Base):
     label: Mapped[int]
     is_mislabeled: Mapped[bool | None] = mapped_column(Boolean)
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    source_path: Mapped[str | None] = mapped_column(String(255))
 
     dataset_version: Mapped[DatasetVersion] = relationship(back_populates="samples", lazy="raise")

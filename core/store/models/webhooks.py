@@ -49,3 +49,5 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
     delivered_at: Mapped[datetime | None]
+    # When the last call was made: the per-owner rate limit counts the calls of the last window.
+    last_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
