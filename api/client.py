@@ -6,12 +6,16 @@
         job = client.wait(job.id, on_progress=print)
         for suspect in client.suspects(job.id, limit=20):
             print(suspect.rank, suspect.sample_id, suspect.label, suspect.predicted)
+        page = client.review_queue(job.id, limit=10)
+        client.decide(job.id, page.items[0].sample_index, "relabel", label="3")
+        client.export_review(job.id, "labels.csv")
 
 Failed requests raise `LilawAPIError` with the status code and the server's message.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -24,15 +28,18 @@ from api.schemas import (
     AuditSettings,
     DatasetPublic,
     DatasetVersionPublic,
+    DecisionPublic,
     DeliveryPublic,
     FlagCreate,
     FlagsPublic,
     JobCreate,
+    JobDecisionsPublic,
     JobMetricsPublic,
     JobPublic,
     ReauditCreate,
     ReauditPublic,
     ReauditReportPublic,
+    ReviewQueuePublic,
     ScheduleCreate,
     SchedulePublic,
     SuspectPagePublic,
@@ -43,6 +50,15 @@ from api.schemas import (
 )
 
 DOWNLOAD_CHUNK_BYTES = 1 << 20
+# The review exports by format: csv, json, label-studio (Label Studio tasks).
+REVIEW_EXPORTS = {"csv": "export.csv", "json": "export.json", "label-studio": "export.labelstudio.json"}
+
+
+def _attachment_name(response: httpx.Response, url: str) -> str:
+    """The file name of a download's Content-Disposition (the service sends plain ASCII names),
+    else the URL's last part."""
+    match = re.search(r'filename="([^"/\\]+)"', response.headers.get("content-disposition", ""))
+    return match.group(1) if match else url.rstrip("/").rsplit("/", 1)[-1]
 
 
 class LilawAPIError(Exception):
@@ -165,6 +181,48 @@ class LilawClient:
     def download_model(self, job_id: int, path: str | Path) -> Path:
         return self._download(f"/jobs/{job_id}/model", Path(path))
 
+    # ------------------------------------------------------------ review
+
+    def review_queue(
+        self, job_id: int, *, limit: int = 50, cursor: str | None = None, status: str = "undecided", **filters: Any
+    ) -> ReviewQueuePublic:
+        """A page of the job's review queue, most suspicious first (the first page, without
+        `cursor`, says how far the review is); `status` is undecided, decided, conflict or all and
+        `filters` label, split, min_score."""
+        params = {**filters, "limit": limit, "cursor": cursor, "status": status}
+        return ReviewQueuePublic.model_validate(self._get(f"/jobs/{job_id}/review-queue", params=params))
+
+    def decide(
+        self, job_id: int, sample_index: int, verdict: str, *, label: str | None = None, client_id: str | None = None
+    ) -> DecisionPublic:
+        """Record a decision on a sample of the job: `keep` its label, `relabel` it to `label`, or
+        `remove` it. `client_id` names the decision: sent again, it is the same decision."""
+        body = {"sample_index": sample_index, "verdict": verdict, "label": label}
+        if client_id is not None:
+            body["client_id"] = client_id
+        response = self._http.post(f"/jobs/{job_id}/decisions", json=body)
+        return DecisionPublic.model_validate(self._checked(response).json())
+
+    def undo(self, decision_id: int) -> DecisionPublic:
+        """Undo one of your decisions; your previous decision on the sample counts again."""
+        response = self._http.post(f"/decisions/{decision_id}/undo")
+        return DecisionPublic.model_validate(self._checked(response).json())
+
+    def decisions(
+        self, job_id: int, *, conflicts_only: bool = False, limit: int | None = None, after: int | None = None
+    ) -> JobDecisionsPublic:
+        """A page of the job's samples with decisions (pass its `next_after` as `after` for the
+        next), and how the decisions agree with the known flags."""
+        params = {"conflicts_only": conflicts_only, "limit": limit, "after": after}
+        return JobDecisionsPublic.model_validate(self._get(f"/jobs/{job_id}/decisions", params=params))
+
+    def export_review(self, job_id: int, path: str | Path, *, format: str = "csv", decided_only: bool = False) -> Path:
+        """Save the job's corrected labels at `path` as `format`: csv, json or label-studio."""
+        if format not in REVIEW_EXPORTS:
+            raise ValueError(f"format must be one of {', '.join(REVIEW_EXPORTS)}, got {format!r}")
+        url = f"/jobs/{job_id}/{REVIEW_EXPORTS[format]}"
+        return self._download(url, Path(path), {"decided_only": decided_only})
+
     # ------------------------------------------------------------ growing datasets and re-audits
 
     def append_samples(self, dataset_id: int, path: str | Path) -> AppendPublic:
@@ -179,6 +237,17 @@ class LilawClient:
         """A new version with the reviewers' agreed relabels and removals applied."""
         response = self._http.post(f"/datasets/{dataset_id}/versions/relabel")
         return DatasetVersionPublic.model_validate(self._checked(response).json())
+
+    def download_dataset(
+        self, dataset_id: int, path: str | Path, *, version: int | None = None, format: str = "original"
+    ) -> Path:
+        """Save a version of the dataset (default: the latest, e.g. the one `apply_relabels` made)
+        at `path`, or in the folder `path` under the service's file name (``NAME-vN.zip``...): in
+        the format it was uploaded in (`original`), or as `npz` or `csv` (tables). Returns the
+        file's path."""
+        if version is None:
+            version = self.versions(dataset_id)[-1].version
+        return self._download(f"/datasets/{dataset_id}/versions/{version}/download", Path(path), {"format": format})
 
     def versions(self, dataset_id: int) -> list[DatasetVersionPublic]:
         return [DatasetVersionPublic.model_validate(item) for item in self._get(f"/datasets/{dataset_id}/versions")]
@@ -234,11 +303,13 @@ class LilawClient:
         query = {key: value for key, value in (params or {}).items() if value is not None}
         return self._checked(self._http.get(url, params=query)).json()
 
-    def _download(self, url: str, path: Path) -> Path:
-        with self._http.stream("GET", url) as response:
+    def _download(self, url: str, path: Path, params: Mapping[str, Any] | None = None) -> Path:
+        with self._http.stream("GET", url, params=params) as response:
             if response.is_error:
                 response.read()
                 self._checked(response)
+            if path.is_dir():
+                path = path / _attachment_name(response, url)
             with path.open("wb") as file:
                 for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
                     file.write(chunk)

@@ -120,6 +120,7 @@ def sample_dynamics_public(job_id: int, history: SampleHistory, class_names: lis
                 p_max=row.p_max,
                 margin=row.margin,
                 el2n=row.el2n,
+                fbr_agreement=row.fbr_agreement,
             )
             for row in history.epochs
         ],

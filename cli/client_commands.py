@@ -1,6 +1,7 @@
-"""`lilaw-audit upload`, `submit`, `status`, `suspects`, `download`, `cancel`, and for growing
-datasets `append`, `reaudit`, `report`, `schedule`: the Python client (`api.client`) against a
-running service. The service's URL and API key come from --url / --api-key or LILAW_URL /
+"""`lilaw-audit upload`, `submit`, `status`, `suspects`, `download`, `cancel`, for growing
+datasets `append`, `reaudit`, `report`, `schedule`, `download-dataset`, and for reviewing a job
+`review queue`, `review decide`, `review undo`, `review export`: the Python client (`api.client`)
+against a running service. The service's URL and API key come from --url / --api-key or LILAW_URL /
 LILAW_API_KEY. The client is imported when a command runs, not when the parser is built."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DOWNLOADS = {"scores.csv": "csv", "scores.parquet": "parquet", "model": None}
+REVIEW_EXPORT_SUFFIXES = {"csv": "csv", "json": "json", "label-studio": "labelstudio.json"}
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -120,6 +122,55 @@ def register(commands: argparse._SubParsersAction) -> None:
     timing.add_argument("--every", type=int, metavar="SECONDS", help="an interval instead of cron")
     schedule.add_argument("--warm-start", action="store_true", help="start each re-audit from the previous model")
     schedule.set_defaults(handler=schedule_command)
+
+    download_dataset = commands.add_parser(
+        "download-dataset", parents=[service], help="download a dataset version (e.g. the corrected one) as a file"
+    )
+    download_dataset.add_argument("dataset_id", type=int)
+    download_dataset.add_argument("--version", type=int, help="default: the latest")
+    download_dataset.add_argument(
+        "--format", choices=["original", "npz", "csv"], default="original",
+        help="original: the format the dataset was uploaded in (default)",
+    )  # fmt: skip
+    download_dataset.add_argument(
+        "--out", type=Path, help="file (or folder) to write (default: the service's file name, here)"
+    )
+    download_dataset.set_defaults(handler=download_dataset_command)
+
+    _register_review(commands.add_parser("review", help="review a job's suspects").add_subparsers(
+        dest="review_command", required=True, metavar="{queue,decide,undo,export}"
+    ), service)  # fmt: skip
+
+
+def _register_review(review: argparse._SubParsersAction, service: argparse.ArgumentParser) -> None:
+    queue = review.add_parser(
+        "queue", parents=[service], help="print the next samples to review, most suspicious first"
+    )
+    queue.add_argument("job_id", type=int)
+    queue.add_argument("--limit", type=int, default=20)
+    queue.add_argument("--status", choices=["undecided", "decided", "conflict", "all"], default="undecided")
+    queue.add_argument("--label", help="only samples with this label")
+    queue.set_defaults(handler=review_queue_command)
+
+    decide = review.add_parser("decide", parents=[service], help="record a decision on a sample of a job")
+    decide.add_argument("job_id", type=int)
+    decide.add_argument("sample_index", type=int, help="the sample's index (`review queue` shows it)")
+    verdict = decide.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--keep", action="store_true", help="the label is right")
+    verdict.add_argument("--relabel", metavar="LABEL", help="the label should be LABEL")
+    verdict.add_argument("--remove", action="store_true", help="the sample is ambiguous: leave it out")
+    decide.set_defaults(handler=review_decide_command)
+
+    undo = review.add_parser("undo", parents=[service], help="undo one of your decisions")
+    undo.add_argument("decision_id", type=int)
+    undo.set_defaults(handler=review_undo_command)
+
+    export = review.add_parser("export", parents=[service], help="save a job's corrected labels with the decisions")
+    export.add_argument("job_id", type=int)
+    export.add_argument("--format", choices=list(REVIEW_EXPORT_SUFFIXES), default="csv")
+    export.add_argument("--decided-only", action="store_true", help="only the samples with a decision")
+    export.add_argument("--out", type=Path, help="file to write (default: job-<id>-labels.<suffix>)")
+    export.set_defaults(handler=review_export_command)
 
 
 def reporting_service_errors(command: Command) -> Command:
@@ -310,6 +361,75 @@ def schedule_command(args: argparse.Namespace) -> int:
         )  # fmt: skip
     timing = f"cron {schedule.cron!r} (UTC)" if schedule.cron else f"every {schedule.interval_seconds} s"
     print(f"dataset {schedule.dataset_id} re-audited {timing}; next run {schedule.next_run_at.isoformat()}")
+    return 0
+
+
+@reporting_service_errors
+def download_dataset_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        out = client.download_dataset(args.dataset_id, args.out or Path("."), version=args.version, format=args.format)
+    print(f"wrote {out}")
+    return 0
+
+
+@reporting_service_errors
+def review_queue_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        page = client.review_queue(args.job_id, limit=args.limit, status=args.status, label=args.label)
+    if page.progress is not None:
+        progress = page.progress
+        print(
+            f"{progress.decided} of {progress.total} decided, {progress.remaining} to go, "
+            f"{progress.conflicts} conflicts"
+        )
+    header = ("rank", "sample_index", "sample_id", "label", "suggested", "score", "decisions")
+    rows = [
+        (
+            str(item.rank),
+            str(item.sample_index),
+            item.sample_id,
+            item.label,
+            ", ".join(f"{top.label} {top.probability:.2f}" for top in item.top_classes[:3]),
+            f"{item.score:.4f}",
+            "" if item.review is None else "; ".join(
+                f"{decision.reviewer}: {_verdict_text(decision)}" for decision in item.review.decisions
+            ),
+        )
+        for item in page.items
+    ]  # fmt: skip
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _verdict_text(decision) -> str:
+    return f"relabel to {decision.label}" if decision.label is not None else decision.verdict.value
+
+
+@reporting_service_errors
+def review_decide_command(args: argparse.Namespace) -> int:
+    verdict = "keep" if args.keep else "remove" if args.remove else "relabel"
+    with _client(args) as client:
+        decision = client.decide(args.job_id, args.sample_index, verdict, label=args.relabel)
+    print(f"decision {decision.id}: {decision.sample_id} ({decision.given_label}) {_verdict_text(decision)}")
+    return 0
+
+
+@reporting_service_errors
+def review_undo_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        decision = client.undo(args.decision_id)
+    print(f"decision {decision.id} undone: {decision.sample_id} {_verdict_text(decision)}")
+    return 0
+
+
+@reporting_service_errors
+def review_export_command(args: argparse.Namespace) -> int:
+    out = args.out or Path(f"job-{args.job_id}-labels.{REVIEW_EXPORT_SUFFIXES[args.format]}")
+    with _client(args) as client:
+        client.export_review(args.job_id, out, format=args.format, decided_only=args.decided_only)
+    print(f"wrote {out}")
     return 0
 
 

@@ -44,6 +44,7 @@ class EpochDynamicsPublic(Schema):
     p_max: float | None
     margin: float | None
     el2n: float | None
+    fbr_agreement: float | None = Field(None, description="FBR's agreement d_i; null unless the job used weighting fbr")
 
 
 class SampleDynamicsPublic(Schema):

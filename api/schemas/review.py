@@ -17,6 +17,14 @@ class DecisionCreate(Schema):
     sample_index: SampleIndex
     verdict: Verdict = Field(description="keep the label, relabel it, or remove the sample (ambiguous)")
     label: str | None = Field(None, description="relabel only: the new label")
+    client_id: str | None = Field(
+        None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the client's id for this decision (e.g. a UUID made at the key press): sending it again "
+        "returns the stored decision instead of recording a second one",
+    )
 
 
 class DecisionPublic(Schema):
@@ -32,6 +40,11 @@ class DecisionPublic(Schema):
     label: str | None = Field(description="the new label of a relabel decision")
     created_at: datetime
     undone_at: datetime | None
+    client_id: str | None = Field(None, description="the client's id for it, when it sent one")
+
+
+class ReviewerDecisionPublic(DecisionPublic):
+    sample_index: int = Field(description="the sample's index in the job's dataset version")
 
 
 class SampleDecisionsPublic(Schema):
@@ -58,8 +71,9 @@ class DecisionSummaryPublic(Schema):
 
 class JobDecisionsPublic(Schema):
     job_id: int
-    summary: DecisionSummaryPublic
-    samples: list[SampleDecisionsPublic]
+    summary: DecisionSummaryPublic = Field(description="over all the job's decided samples, whatever the page")
+    samples: list[SampleDecisionsPublic] = Field(description="by sample index, at most `limit` of them")
+    next_after: int | None = Field(None, description="pass as `after` for the next page; null on the last page")
 
 
 class ClassProbabilityPublic(Schema):

@@ -1,11 +1,13 @@
 """The files the worker writes for a job, behind one interface (`JobArtifacts`) so that a store
 other than the local data dir can hold them: the labels a job with injected noise trains on, the
-training checkpoint, the trained model, and the model's top classes of every sample.
+training checkpoint, the trained model, every sample's class probabilities at the end of the run,
+and (for older jobs, computed on demand) the model's top classes of every sample.
 
-`AuditJob.result_paths` records the labels and the model (`JobArtifacts.names`); readers find
-them by that record only, so a job's files count once the job has recorded them. Locally the
-names are paths relative to the data dir (absolute for some older jobs); the checkpoint lives in
-the job's directory and the top classes next to the model, unrecorded.
+`AuditJob.result_paths` records the labels, the model and the probabilities
+(`JobArtifacts.names`); readers find them by that record only, so a job's files count once the
+job has recorded them. Locally the names are paths relative to the data dir (absolute for some
+older jobs); the checkpoint lives in the job's directory and the top classes next to the model,
+unrecorded.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ LABELS_FILE = "labels.npz"
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 TOP_CLASSES_FILE = "top_classes.npz"
+PROBABILITIES_FILE = "probabilities.npz"
 
 ModelState = dict[str, torch.Tensor]
 
@@ -37,6 +40,14 @@ ModelState = dict[str, torch.Tensor]
 class TopClasses:
     classes: np.ndarray  # int64 [N, k], most probable first
     probabilities: np.ndarray  # float32 [N, k]
+
+
+@dataclass(frozen=True)
+class ClassProbabilities:
+    """Every sample's class probabilities from the audit itself, by sample index."""
+
+    final: np.ndarray  # float32 [N, C]: behind the last epoch's predicted labels (their argmax)
+    out_of_sample: np.ndarray | None  # float32 [N, C]: the cross-fitted models', when the audit ran them
 
 
 class JobArtifacts(Protocol):
@@ -67,6 +78,11 @@ class JobArtifacts(Protocol):
         """Store the top classes computed from the job's model."""
 
     def read_top_classes(self) -> TopClasses | None: ...
+
+    def write_probabilities(self, probabilities: ClassProbabilities) -> None: ...
+
+    def read_probabilities(self) -> ClassProbabilities | None:
+        """The audit's class probabilities; None for a job that stored none (older jobs)."""
 
 
 def job_artifacts(settings: Settings, job: AuditJob) -> JobArtifacts:
@@ -132,6 +148,21 @@ class LocalJobArtifacts:
             return None
         with np.load(path, allow_pickle=False) as stored:
             return TopClasses(classes=stored["classes"], probabilities=stored["probabilities"])
+
+    def write_probabilities(self, probabilities: ClassProbabilities) -> None:
+        arrays = {"final": probabilities.final.astype(np.float32, copy=False)}
+        if probabilities.out_of_sample is not None:
+            arrays["out_of_sample"] = probabilities.out_of_sample.astype(np.float32, copy=False)
+        self._write("probabilities", PROBABILITIES_FILE, lambda file: np.savez(file, **arrays))
+
+    def read_probabilities(self) -> ClassProbabilities | None:
+        path = self.recorded_file("probabilities")
+        if path is None or not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as stored:
+            return ClassProbabilities(
+                final=stored["final"], out_of_sample=stored["out_of_sample"] if "out_of_sample" in stored else None
+            )
 
     def _top_classes_file(self) -> Path | None:
         model = self.recorded_file("model")

@@ -25,7 +25,7 @@ from core.services.blobs import dataset_source, version_file_errors
 from core.settings import Settings
 from core.store.models import DatasetVersion
 
-THUMBNAIL_SIDE = 96
+THUMBNAIL_SIDE = 128
 ROW_VALUES = 24
 SERIES_POINTS = 160
 SERIES_CHANNELS = 3
@@ -52,7 +52,7 @@ def preview_array(version: DatasetVersion, settings: Settings, load: DatasetLoad
     """The version's previews by sample index, rendered first if they are not yet: images
     uint8 [N, C, h, w] (longer side at most `THUMBNAIL_SIDE`), rows float32 [N, ROW_VALUES or
     fewer], series float32 [N, C, SERIES_POINTS or fewer]."""
-    path = settings.data_dir / "previews" / f"{version.blob_sha256}-{version.modality}.npy"
+    path = settings.data_dir / "previews" / f"{version.blob_sha256}-{version.modality}-{THUMBNAIL_SIDE}.npy"
     if not path.is_file():
         with _render_lock:
             if not path.is_file():

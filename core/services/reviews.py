@@ -7,7 +7,9 @@ sample's W_alpha / W_beta / W_delta at every epoch, and the decisions that count
 (`decisions`). The queue is in the job's rank order and filtered like the suspects, plus by
 review status: undecided (the default: no decision applies, or the sample was decided in an
 earlier audit and this one ranks it markedly more suspicious: `reaudits.reopened_samples`),
-decided, conflicting, or all.
+decided, conflicting, or all. With a viewer, the queue is theirs (`QueueScope`: by default
+only their assigned samples once the job has assignments), and a sample assigned blind shows
+them no other reviewer's verdict until they decided it (`assignments.QueueView`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import InvalidParameterError, NotFoundError, decisions, predictions, previews, reaudits, results
+from core.services import assignments
 from core.services.artifacts import JobArtifacts, TopClasses, job_artifacts
-from core.services.decisions import SampleDecisions
+from core.services.decisions import Reviewer, SampleDecisions
+from core.services.results import noise_summary
 from core.settings import Settings
 from core.store.models import AuditJob, Decision, Sample
 from core.store.queries import weight_histories
@@ -42,6 +46,15 @@ EXPORT_COLUMNS = [
     "decided_at",
     "known_mislabeled",
 ]
+
+
+class QueueScope(StrEnum):
+    """Whose samples the queue shows: auto is the viewer's assignments when the job has
+    assignments and the viewer is neither its lead nor an adjudicator, else every sample."""
+
+    AUTO = "auto"
+    MINE = "mine"
+    ALL = "all"
 
 
 class ReviewStatus(StrEnum):
@@ -103,29 +116,39 @@ class ExportedSample:
             "known_mislabeled": self.known_mislabeled,
         }
 
-    def label_studio_task(self) -> dict[str, Any]:
-        """The sample as a Label Studio task: its ids and given label in `data`, each reviewer's
-        decision as an annotation with a `verdict` choice and, unless removed, the resulting
-        `label` choice (read by a labeling config with <Choices name="verdict"> and
-        <Choices name="label"> on an object named "sample")."""
-        annotations = []
+    def label_studio_task(self, image: str | None = None) -> dict[str, Any]:
+        """The sample as a Label Studio task (the labeling config is in the README): in `data`
+        its ids, given label, corrected label and who decided what when (`image`: a URL of the
+        image, for an <Image name="sample" value="$image">), each reviewer's decision as an
+        annotation with a `verdict` choice and, unless removed, the resulting `label` choice, on
+        the object named "sample". Label Studio keeps `data` and `meta` on import, and each
+        annotation's `created_at` / `updated_at`; `completed_by` is a Label Studio user id, which
+        a reviewer has not, so the importing user becomes the annotator and the reviewer's name
+        is in `meta.decisions` and `data.reviewers`."""
+        annotations, decided = [], []
         for decision in self.decisions:
             result = [_choice("verdict", decision.verdict.value)]
             if decision.outcome != REMOVED:
                 result.append(_choice("label", decision.outcome))
-            annotations.append(
-                {
-                    "result": result,
-                    "was_cancelled": False,
-                    "created_at": decision.created_at.isoformat(),
-                    "reviewer": decision.reviewer,
-                }
-            )
-        return {
-            "id": self.sample_index + 1,
-            "data": {"sample_id": self.sample_id, "sample_index": self.sample_index, "given_label": self.given_label},
-            "annotations": annotations,
+            when = decision.created_at.isoformat()
+            annotations.append({"result": result, "was_cancelled": False, "created_at": when, "updated_at": when})
+            decided.append(
+                {"reviewer": decision.reviewer, "verdict": decision.verdict.value, "label": decision.label,
+                 "decided_at": when}
+            )  # fmt: skip
+        row = self.row()
+        data = {
+            "sample_id": self.sample_id,
+            "sample_index": self.sample_index,
+            "given_label": self.given_label,
+            "label": row["label"],
+            "verdict": row["verdict"],
+            "reviewers": row["reviewers"],
+            "decided_at": row["decided_at"] or "",
         }
+        if image is not None:
+            data["image"] = image
+        return {"id": self.sample_index + 1, "data": data, "meta": {"decisions": decided}, "annotations": annotations}
 
 
 @dataclass(frozen=True)
@@ -157,10 +180,16 @@ def review_queue(
     split: int | None = None,
     min_score: float | None = None,
     status: ReviewStatus = ReviewStatus.UNDECIDED,
+    sample_id: str | None = None,
+    viewer: Reviewer | None = None,
+    scope: QueueScope = QueueScope.AUTO,
+    given: int | None = None,
+    likely: int | None = None,
 ) -> ReviewQueue:
     """One page of the job's review queue, most suspicious first, with the progress of the review
-    over the filtered samples on the first page. The previews and the model's top classes are
-    made first, before any query: a first visit may take long, and should not hold a transaction."""
+    over the filtered samples on the first page (`sample_id` keeps that one sample only, and
+    leaves the progress as it is without it). The previews and the model's top classes are made
+    first, before any query: a first visit may take long, and should not hold a transaction."""
     version = job.dataset_version
     artifacts = job_artifacts(settings, job)
     load = previews.version_loader(version, settings)
@@ -170,8 +199,27 @@ def review_queue(
     reviews = decisions.job_decisions(session, job, artifacts)
     reopened = reaudits.reopened_samples(session, job, reviews)
     decided = {review.sample_index for review in decisions.decided(reviews)} - reopened
+    view = None if viewer is None else assignments.queue_view(session, job, viewer)
+    mine = _scoped_samples(scope, view)
+    if view is not None:
+        # Decided means decided by the viewer on their own samples, and on a blind sample.
+        decided = {i for i in decided if not view.hides(reviews[i])}
+        if mine is not None:
+            decided = {i for i in decided if assignments.decided_by(reviews[i], view.viewer)}
     conflicts = {index for index in decided if reviews[index].conflict}
     only, excluding = _status_filter(status, decided, conflicts)
+    if mine is not None:
+        only = mine if only is None else set(only) & mine
+    if given is not None or likely is not None:  # one "given → likely" pair of the noise estimate
+        pair = frozenset(noise_summary.pair_samples(session, job, artifacts, given=given, likely=likely))
+        only = pair if only is None else set(only) & pair
+        mine = pair if mine is None else mine & pair  # the progress counts within the pair too
+    if sample_id is not None:
+        found = session.scalar(
+            select(Sample.sample_index).where(Sample.dataset_version_id == version.id, Sample.sample_id == sample_id)
+        )
+        searched = set() if found is None else {found}
+        only = searched if only is None else searched & set(only)
     filters = {"label": label, "split": split, "min_score": min_score}
     page = results.suspects_page(
         session, job, artifacts, limit=limit, cursor=cursor, only=only, excluding=excluding, **filters
@@ -181,7 +229,7 @@ def review_queue(
     items = [
         QueueItem(
             suspect=ranked,
-            review=reviews.get(index),
+            review=reviews.get(index) if view is None else view.visible(reviews.get(index)),
             top_classes=[] if top is None else _top_classes(top, index),
             weights=weights.get(index),
             values=None if values is None else previews.sample_values(values, index),
@@ -191,9 +239,9 @@ def review_queue(
     progress = None
     if cursor is None:
         progress = ReviewProgress(
-            total=results.count_suspects(session, job, artifacts, **filters),
-            decided=results.count_suspects(session, job, artifacts, only=decided, **filters),
-            conflicts=results.count_suspects(session, job, artifacts, only=conflicts, **filters),
+            total=results.count_suspects(session, job, artifacts, only=mine, **filters),
+            decided=results.count_suspects(session, job, artifacts, only=_within(decided, mine), **filters),
+            conflicts=results.count_suspects(session, job, artifacts, only=_within(conflicts, mine), **filters),
         )
     return ReviewQueue(items=items, next_cursor=page.next_cursor, progress=progress)
 
@@ -210,10 +258,20 @@ def thumbnail(job: AuditJob, settings: Settings, sample_index: int) -> bytes:
 
 
 def reviewed_samples(
-    session: Session, job: AuditJob, artifacts: JobArtifacts, *, conflicts_only: bool = False
+    session: Session,
+    job: AuditJob,
+    artifacts: JobArtifacts,
+    *,
+    conflicts_only: bool = False,
+    viewer: Reviewer | None = None,
 ) -> list[SampleDecisions]:
-    """The job's samples with decisions, by sample index."""
+    """The job's samples with decisions, by sample index; as the viewer may see them (a blind
+    sample they have not decided yet shows only their own decisions, and no conflict)."""
     found = decisions.job_decisions(session, job, artifacts).values()
+    if viewer is not None:
+        view = assignments.queue_view(session, job, viewer)
+        found = [view.visible(review) for review in found]
+        found = [review for review in found if review.decisions]
     return [review for review in found if review.conflict or not conflicts_only]
 
 
@@ -248,6 +306,19 @@ def export_samples(
         if exported:
             yield exported
         after = chunk[-1].sample_index
+
+
+def _scoped_samples(scope: QueueScope, view: assignments.QueueView | None) -> frozenset[int] | None:
+    """The samples the queue is limited to: the viewer's assignments, or None for no limit."""
+    if view is None or scope is QueueScope.ALL:
+        return None
+    if scope is QueueScope.MINE or (view.job_has_assignments and not view.privileged):
+        return view.assigned
+    return None
+
+
+def _within(indexes: set[int], scope: frozenset[int] | None) -> set[int]:
+    return indexes if scope is None else indexes & scope
 
 
 def _status_filter(

@@ -73,7 +73,7 @@ def append_samples(
     ones. Returns the dataset and the duplicates that were left out. Raises `DatasetError` when the
     file cannot be appended (the blob is removed if this upload created it) and `ConflictError`
     when every sample in it is a duplicate."""
-    base = get_version(session, owner_id, dataset_id)
+    base = get_version(session, owner_id, dataset_id, lock=True)  # one new version at a time
     try:
         current = _load(base, settings)
         appended = _load_appended(blob, base, current)
@@ -111,7 +111,7 @@ def apply_relabels(
     a sample the reviewers agree to relabel gets the new label (and is known correct: flag false),
     one they agree to remove is left out. Samples with conflicting decisions stay as they are.
     Raises `ConflictError` when there is nothing to apply."""
-    base = get_version(session, owner_id, dataset_id)
+    base = get_version(session, owner_id, dataset_id, lock=True)  # one new version at a time
     reviews = version_decisions(session, base)
     outcomes = {index: review.outcome for index, review in reviews.items() if review.applicable}
     changes = {

@@ -112,3 +112,46 @@ def test_growing_a_dataset_and_reauditing_it(lilaw, finished_job, digits_audit, 
 
     created = lilaw.set_webhook(dataset_id, "http://127.0.0.1:9/hook")
     assert len(created.secret) >= 32 and lilaw.webhook_deliveries(dataset_id) == []
+
+
+def test_review(lilaw, finished_job, tmp_path):
+    job_id = finished_job.job_id
+    page = lilaw.review_queue(job_id, limit=3)
+    assert len(page.items) == 3 and page.progress.decided == 0 and page.next_cursor is not None
+    first, second = page.items[:2]
+    other = next(top.label for top in first.top_classes if top.label != first.label)
+    relabel = lilaw.decide(job_id, first.sample_index, "relabel", label=other)
+    keep = lilaw.decide(job_id, second.sample_index, "keep")
+    assert (relabel.sample_id, relabel.label, keep.verdict.value) == (first.sample_id, other, "keep")
+    assert lilaw.review_queue(job_id, limit=1).progress.decided == 2
+    assert [item.sample_index for item in lilaw.review_queue(job_id, status="decided").items] == [
+        first.sample_index, second.sample_index,
+    ]  # fmt: skip
+
+    listed = lilaw.decisions(job_id)
+    assert {sample.sample_id: sample.outcome for sample in listed.samples} == {
+        first.sample_id: other, second.sample_id: second.label,
+    }  # fmt: skip
+    assert lilaw.undo(keep.id).undone_at is not None
+    assert [sample.sample_id for sample in lilaw.decisions(job_id).samples] == [first.sample_id]
+
+    exported = lilaw.export_review(job_id, tmp_path / "labels.csv", decided_only=True)
+    assert pd.read_csv(exported, dtype=str)[["sample_id", "label"]].values.tolist() == [[first.sample_id, other]]
+    tasks = lilaw.export_review(job_id, tmp_path / "tasks.json", format="label-studio", decided_only=True)
+    assert '"choices":["relabel"]' in tasks.read_text()
+    with pytest.raises(ValueError, match="csv, json, label-studio"):
+        lilaw.export_review(job_id, tmp_path / "x", format="xml")
+    with pytest.raises(LilawAPIError) as error:
+        lilaw.decide(job_id, first.sample_index, "relabel")
+    assert error.value.status_code == 422
+
+
+def test_downloading_a_dataset_version(lilaw, tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("f1,label\n1,a\n2,b\n3,a\n4,b\n")
+    dataset = lilaw.upload_dataset(path, name="rows")
+    saved = lilaw.download_dataset(dataset.id, tmp_path)
+    assert saved == tmp_path / "rows-v1.csv"
+    assert pd.read_csv(saved)[["f1", "label"]].values.tolist() == [[1, "a"], [2, "b"], [3, "a"], [4, "b"]]
+    arrays = np.load(lilaw.download_dataset(dataset.id, tmp_path / "rows.npz", version=1, format="npz"))
+    assert arrays["class_names"].tolist() == ["a", "b"]

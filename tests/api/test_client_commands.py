@@ -125,3 +125,88 @@ def test_errors_exit_2(service_url, alice, capsys, monkeypatch):
     assert code == 2 and err == "error (404): dataset 999 not found\n"
     code, _, err = run(capsys, "status", "1", "--url", "http://127.0.0.1:9")
     assert code == 2 and "cannot reach the service at http://127.0.0.1:9" in err
+
+
+@sqlite_only
+def test_review_commands(service_url, finished_job, alice, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LILAW_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    job_id = str(finished_job.job_id)
+    code, out, _ = run(capsys, "review", "queue", job_id, "--limit", "3")
+    lines = out.splitlines()
+    total = finished_job.num_samples
+    assert code == 0 and lines[0] == f"0 of {total} decided, {total} to go, 0 conflicts"
+    assert lines[1].split() == ["rank", "sample_index", "sample_id", "label", "suggested", "score", "decisions"]
+    rank, index, sample_id, label = lines[2].split()[:4]
+    assert (rank, len(lines)) == ("1", 5)
+    other = next(name for name in finished_job.audit.result.dataset.class_names if name != label)
+
+    code, out, _ = run(capsys, "review", "decide", job_id, index, "--relabel", other)
+    assert code == 0 and out.startswith("decision ") and out.endswith(f": {sample_id} ({label}) relabel to {other}\n")
+    decision_id = out.split()[1].rstrip(":")
+    code, out, _ = run(capsys, "review", "queue", job_id, "--status", "decided")
+    assert code == 0 and out.splitlines()[0].startswith(f"1 of {finished_job.num_samples} decided")
+    assert f"alice: relabel to {other}" in out.splitlines()[2]
+
+    for fmt, suffix in (("csv", "csv"), ("json", "json"), ("label-studio", "labelstudio.json")):
+        out_path = tmp_path / f"labels.{suffix}"
+        code, out, _ = run(
+            capsys, "review", "export", job_id, "--format", fmt, "--decided-only", "--out", str(out_path)
+        )
+        assert (code, out) == (0, f"wrote {out_path}\n")
+    exported = pd.read_csv(tmp_path / "labels.csv", dtype=str)
+    assert exported[["sample_id", "label", "verdict"]].values.tolist() == [[sample_id, other, "relabel"]]
+    image_url = f"{service_url}/jobs/{job_id}/samples/{index}/image.png"
+    assert f'"image":"{image_url}"' in (tmp_path / "labels.labelstudio.json").read_text()
+
+    code, out, _ = run(capsys, "review", "undo", decision_id)
+    assert (code, out) == (0, f"decision {decision_id} undone: {sample_id} relabel to {other}\n")
+    code, _, err = run(capsys, "review", "undo", decision_id)
+    assert code == 2 and "undone already" in err
+    code, _, err = run(capsys, "review", "decide", job_id, index, "--relabel", "no-such-class")
+    assert code == 2 and "unknown label 'no-such-class'" in err
+
+
+@sqlite_only
+def test_download_dataset_command(service_url, alice, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LILAW_API_KEY", alice["Authorization"].removeprefix("Bearer "))
+    path = tmp_path / "rows.csv"
+    path.write_text("f1,label\n1,a\n2,b\n3,a\n4,b\n")
+    assert run(capsys, "upload", str(path), "--name", "rows")[0] == 0
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "download-dataset", "1")
+    assert (code, out) == (0, "wrote rows-v1.csv\n")
+    assert pd.read_csv(tmp_path / "rows-v1.csv")["label"].tolist() == ["a", "b", "a", "b"]
+    code, out, _ = run(capsys, "download-dataset", "1", "--format", "npz", "--out", str(tmp_path / "rows.npz"))
+    assert code == 0 and np.load(tmp_path / "rows.npz")["y"].tolist() == [0, 1, 0, 1]
+
+
+@sqlite_only
+def test_create_key_from_another_folder_refuses_to_start_a_new_database(
+    service_url, settings, capsys, tmp_path, monkeypatch
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("LILAW_DATA_DIR")
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "create-key", "--owner", "dana")
+    assert (code, out) == (2, "")
+    assert f"no LiLAW database in the data dir {elsewhere / 'lilaw-data'}" in err and "LILAW_DATA_DIR" in err
+    assert not (elsewhere / "lilaw-data" / "lilaw.sqlite").exists()
+
+    # Pointed at the server's data dir, the key it prints is one the server accepts.
+    monkeypatch.setenv("LILAW_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "create-key", "--owner", "dana")
+    assert code == 0 and str(settings.data_dir.resolve()) in err
+    code, out, _ = run(capsys, "upload", "digits", "--api-key", out.strip())
+    assert code == 0 and "1797 samples" in out
+
+    # --init starts a database where there is none.
+    monkeypatch.setenv("LILAW_DATA_DIR", str(elsewhere / "fresh"))
+    get_settings.cache_clear()
+    assert run(capsys, "create-key", "--owner", "dana", "--init")[0] == 0
+    assert (elsewhere / "fresh" / "lilaw.sqlite").is_file()
+    get_settings.cache_clear()

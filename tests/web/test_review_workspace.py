@@ -86,6 +86,7 @@ def test_a_reviewer_works_through_the_queue_with_the_keyboard(page, service, tmp
     assert page.locator(f"{card(third)}.current").count() == 1
     page.keyboard.press("k")
     page.wait_for_selector(f"{card(third)}.decided")
+    page.wait_for_selector("#save-state[data-pending='0']")  # the counter counts what is stored
     assert "3 reviewed · 1794 remaining" in page.inner_text("#counts")
     assert f"you: relabel to {suggestion}" in page.inner_text(card(first))
     page.evaluate("window.scrollTo(0, 0)")

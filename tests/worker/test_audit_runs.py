@@ -76,7 +76,11 @@ def test_a_job_stores_every_epoch_its_scores_metrics_model_and_injected_labels(s
     assert summary["num_known_mislabeled"] == round(0.3 * n) and summary["noise"] == "uniform:0.3"
     assert {"model", "device", "default_score", "timings"} <= set(summary)
 
-    assert job.result_paths == {"labels": f"jobs/{job_id}/labels.npz", "model": f"jobs/{job_id}/model.pt"}
+    assert job.result_paths == {
+        "labels": f"jobs/{job_id}/labels.npz",
+        "model": f"jobs/{job_id}/model.pt",
+        "probabilities": f"jobs/{job_id}/probabilities.npz",
+    }
     labels = LocalJobArtifacts(settings.data_dir, job).read_labels()
     assert labels.is_mislabeled.sum() == round(0.3 * n)
     assert np.array_equal(labels.labels != labels.true_labels, labels.is_mislabeled)

@@ -1,4 +1,10 @@
-// The review queue: suspects in rank order, one decision per keystroke.
+// The review queue: suspects in rank order, one decision per keystroke, click or tap.
+//
+// Every decision is bound to the sample shown when its key was pressed and gets a client id at
+// that moment; an outbox sends decisions and undos one at a time, in order, retrying failed
+// sends with backoff (the server stores a repeated client id once). The outbox is kept in
+// localStorage, so a reload resumes it; the "reviewed" counter moves only when the server has
+// stored a change. Undo works back through the reviewer's own decisions, loaded from the server.
 "use strict";
 
 (() => {
@@ -6,15 +12,25 @@
   const { job_id: jobId, class_names: classNames, modality, reviewer } = page;
   const PAGE_SIZE = 30;
   const LOOKAHEAD = 5;
+  const UNDO_HISTORY = 50;
+  const RETRY_BASE_MS = 400;
+  const RETRY_MAX_MS = 8000;
   const COMMANDS = new Set(["k", "x", "s", "u", "r", "/", "?"]);
   const CLASS_KEY_SEQUENCE = "1234567890qwetyiopadfghjlzcvbnm";
   const WEIGHT_COLORS = { w_alpha: "#2f5fd0", w_beta: "#e08a1e", w_delta: "#8e44ad" };
   const SERIES_COLORS = ["#17203a", "#2f5fd0", "#e08a1e"];
   const REMOVED = "(removed)";
+  const OUTBOX_KEY = `lilaw-review-outbox:${jobId}:${reviewer}`;
 
   const $ = (id) => document.getElementById(id);
   const queue = $("queue");
-  const state = { items: [], cards: [], cursor: null, done: false, loading: null, current: -1, undo: [], progress: null };
+  const state = {
+    items: [], cards: [], cursor: null, done: false, loading: null, current: -1, progress: null,
+    generation: 0, abort: null, waiting: false,
+  };
+  const undoStack = []; // {decisionId, clientId, sampleIndex, sampleId}, newest last
+  let outbox = []; // {kind: "decide"|"undo", clientId, sampleIndex, sampleId, ...}, oldest first
+  let sending = null; // the outbox entry being sent
   const classKeys = assignClassKeys(classNames);
   const keyClasses = new Map([...classKeys].map(([name, key]) => [key, name]));
 
@@ -34,18 +50,35 @@
     return node;
   }
 
-  async function api(method, url, body) {
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(method, url, body, signal) {
     const headers = { "X-Requested-With": "lilaw-review" };
     if (body) headers["Content-Type"] = "application/json";
-    const response = await fetch(url, { method, headers, credentials: "same-origin", body: body && JSON.stringify(body) });
+    let response;
+    try {
+      response = await fetch(url, { method, headers, credentials: "same-origin", body: body && JSON.stringify(body), signal });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError("the server cannot be reached", 0);
+    }
     if (response.status === 401) {
-      location.href = `/ui/login?next=${encodeURIComponent(location.pathname)}`;
-      throw new Error("logged out");
+      location.href = `/ui/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+      throw new ApiError("logged out", 401);
     }
     const payload = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(payload.detail || response.statusText);
+    if (!response.ok) throw new ApiError(payload.detail || response.statusText, response.status);
     return payload;
   }
+
+  const retriable = (error) => error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
+  const newClientId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
+  const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
   let toastTimer = null;
   function toast(message) {
@@ -73,6 +106,12 @@
 
   const isDecided = (item) => applicable(item).length > 0;
   const isConflict = (item) => new Set(applicable(item).map(outcome)).size > 1;
+  const pendingFor = (sampleIndex) => outbox.filter((entry) => entry.sampleIndex === sampleIndex).at(-1) || null;
+  // Decided for moving on: stored, or a decision on its way.
+  const isHandled = (item) => {
+    const pending = pendingFor(item.sample_index);
+    return pending ? pending.kind === "decide" : isDecided(item);
+  };
 
   function describe(decision) {
     if (decision.verdict === "relabel") return `relabel to ${decision.label}`;
@@ -87,7 +126,11 @@
 
   function preview(item) {
     if (item.thumbnail_url) {
-      return h("div", { class: "preview" }, h("img", { src: item.thumbnail_url, alt: `sample ${item.sample_id}`, loading: "lazy" }));
+      const full = `/jobs/${jobId}/samples/${item.sample_index}/image.png`;
+      const button = h("button", { type: "button", class: "preview zoomable", title: "show the full-size image", "aria-label": `zoom sample ${item.sample_id}` },
+        h("img", { src: item.thumbnail_url, alt: `sample ${item.sample_id}`, loading: "lazy" }));
+      button.addEventListener("click", (event) => { event.stopPropagation(); button.blur(); openZoom(full, item.sample_id); });
+      return button;
     }
     if (modality === "tabular") {
       const rows = item.values.slice(0, 10).map((value, i) => h("tr", {}, h("td", {}, `f${i}`), h("td", {}, String(value))));
@@ -111,7 +154,7 @@
       const mark = top.label === item.label ? h("span", { class: "hint" }, "given") : top.label === best ? h("kbd", {}, "Enter") : h("span");
       return h("li", { class: top.label === item.label ? "is-given" : top.label === best ? "is-suggestion" : null },
         key ? h("kbd", {}, key) : h("span"),
-        h("span", {}, top.label),
+        h("span", { class: "name" }, top.label),
         h("div", { class: "bar" }, bar),
         h("span", { class: "p" }, top.probability.toFixed(2)),
         mark);
@@ -144,52 +187,97 @@
         `${mine ? "you" : decision.reviewer}: ${describe(decision)}${stale ? ` (judged ${decision.given_label})` : ""}`));
     }
     if (isConflict(item)) box.appendChild(h("span", { class: "chip conflict" }, "conflict"));
+    const pending = pendingFor(item.sample_index);
+    if (pending) {
+      const what = pending.kind === "undo" ? "undo" : describe(pending);
+      const text = pending.failures ? `not saved yet (${pending.error}); retrying: you: ${what}` : `saving… you: ${what}`;
+      box.appendChild(h("span", { class: `chip ${pending.failures ? "failed" : "pending"}`, "data-save-state": pending.failures ? "failed" : "pending" }, text));
+    } else if (item.saveError) {
+      box.appendChild(h("span", { class: "chip failed", "data-save-state": "refused" }, `not saved: ${item.saveError}`));
+    }
     if (!box.childElementCount) box.appendChild(h("span", { class: "hint" }, "not reviewed yet"));
     return box;
   }
 
+  function actionButton(label, key, onClick, extra = {}) {
+    const button = h("button", { type: "button", class: "act", ...extra }, label, key ? h("kbd", {}, key) : null);
+    // Blurred, so that a key pressed next (Enter above all) is a decision, not this button again.
+    button.addEventListener("click", (event) => { event.stopPropagation(); button.blur(); onClick(); });
+    return button;
+  }
+
+  function actions(item, index) {
+    const act = (fn) => () => { focus(index); fn(); };
+    const best = suggestion(item);
+    const others = item.top_classes.map((top) => top.label).filter((name) => name !== item.label && name !== best);
+    return h("div", { class: "actions", role: "group", "aria-label": `decide on sample ${item.sample_id}` },
+      actionButton("Keep", "k", act(() => decide("keep")), { "data-action": "keep" }),
+      best ? actionButton(`Relabel to ${best}`, "Enter", act(() => decide("relabel", best)), { "data-action": "suggestion", class: "act primary" }) : null,
+      ...others.map((name) => actionButton(`→ ${name}`, classKeys.get(name), act(() => decide("relabel", name)), { "data-action": `relabel-${name}` })),
+      actionButton("Other class…", "r", act(openPicker), { "data-action": "pick" }),
+      actionButton("Ambiguous", "x", act(() => decide("remove")), { "data-action": "remove" }),
+      actionButton("Skip", "s", act(() => advance()), { "data-action": "skip" }));
+  }
+
   function renderCard(item, index) {
+    const link = `?sample=${encodeURIComponent(item.sample_id)}`;
     const card = h("li", { class: "card", id: `sample-${item.sample_index}`, "data-sample-index": item.sample_index },
       preview(item),
-      h("div", {},
-        h("div", { class: "sample-head" }, `#${item.rank} · ${item.sample_id}${item.split ? ` · ${item.split}` : ""}`),
+      h("div", { class: "about" },
+        h("div", { class: "sample-head" },
+          h("span", { class: "current-mark" }, "▶ current "),
+          `#${item.rank} · `, h("a", { href: link, title: "link to this sample" }, item.sample_id),
+          item.split ? ` · ${item.split}` : ""),
         h("div", { class: "given" }, h("span", { class: "tag" }, "LABEL"), item.label),
         modelList(item)),
       evidence(item),
-      verdicts(item));
-    card.classList.toggle("decided", isDecided(item));
-    card.addEventListener("click", () => focus(index));
+      verdicts(item),
+      actions(item, index));
+    card.classList.toggle("decided", isHandled(item));
+    card.addEventListener("click", (event) => { if (!event.target.closest("a, button")) focus(index); });
     return card;
   }
 
   function refreshCard(index) {
     const card = renderCard(state.items[index], index);
-    if (index === state.current) card.classList.add("current");
+    if (index === state.current) markCurrent(card, true);
     state.cards[index].replaceWith(card);
     state.cards[index] = card;
   }
 
-  // ------------------------------------------------------------ loading
+  function refreshSample(sampleIndex) {
+    const index = state.items.findIndex((item) => item.sample_index === sampleIndex);
+    if (index >= 0) refreshCard(index);
+    return index;
+  }
+
+  // ------------------------------------------------------------ loading (the latest filters win)
 
   function filters() {
+    const sample = $("f-sample").value.trim();
     return {
-      label: $("f-label").value, split: $("f-split").value,
-      min_score: $("f-min-score").value, status: $("f-status").value,
+      label: $("f-label").value, split: $("f-split").value, min_score: $("f-min-score").value,
+      status: sample ? "all" : $("f-status").value, sample_id: sample,
     };
   }
 
-  function queueUrl() {
-    const params = new URLSearchParams({ limit: PAGE_SIZE });
+  function queueUrl(cursor, limit = PAGE_SIZE) {
+    const params = new URLSearchParams({ limit });
     for (const [name, value] of Object.entries(filters())) if (value !== "") params.set(name, value);
-    if (state.cursor) params.set("cursor", state.cursor);
+    // A "given → likely" pair of the job page's noise estimate (estimate.js links here with it).
+    for (const name of ["given", "likely"]) if (new URLSearchParams(location.search).get(name)) params.set(name, new URLSearchParams(location.search).get(name));
+    if (cursor) params.set("cursor", cursor);
     return `/jobs/${jobId}/review-queue?${params}`;
   }
 
   function loadMore() {
     if (state.loading || state.done) return state.loading;
-    state.loading = (async () => {
+    const generation = state.generation;
+    const signal = state.abort.signal;
+    const loading = (async () => {
       try {
-        const result = await api("GET", queueUrl());
+        const result = await api("GET", queueUrl(state.cursor), null, signal);
+        if (generation !== state.generation) return; // the filters changed meanwhile
         if (result.progress) state.progress = result.progress;
         for (const item of result.items) {
           const index = state.items.length;
@@ -199,55 +287,224 @@
         state.cursor = result.next_cursor;
         state.done = !result.next_cursor;
         showCounts();
-        $("queue-end").textContent = state.done ? (state.items.length ? "End of the queue." : "Nothing to review with these filters.") : "";
+        const searched = filters().sample_id;
+        $("queue-end").textContent = !state.done ? "" : state.items.length ? (searched ? "" : "End of the queue.")
+          : searched ? `No sample ${searched} in this job.` : "Nothing to review with these filters.";
       } catch (error) {
+        if (generation !== state.generation || error.name === "AbortError") return;
         $("queue-end").textContent = error.message;
         state.done = true;
       } finally {
-        state.loading = null;
+        if (state.loading === loading) state.loading = null;
       }
     })();
-    return state.loading;
+    state.loading = loading;
+    return loading;
   }
 
   async function reload() {
-    Object.assign(state, { items: [], cards: [], cursor: null, done: false, current: -1 });
+    state.abort?.abort();
+    state.generation += 1;
+    const generation = state.generation;
+    Object.assign(state, { items: [], cards: [], cursor: null, done: false, current: -1, loading: null, abort: new AbortController() });
     queue.replaceChildren();
+    document.body.dataset.ready = "false";
+    document.body.dataset.filters = JSON.stringify(filters());
     await loadMore();
+    if (generation !== state.generation) return;
     focus(0);
     document.body.dataset.ready = "true";
   }
 
   function showCounts() {
-    const counts = $("counts");
     const p = state.progress;
-    if (!p) return;
-    counts.replaceChildren(
-      h("strong", { id: "count-decided" }, String(p.decided)), " reviewed · ",
-      h("strong", { id: "count-remaining" }, String(p.remaining)), " remaining",
-      p.conflicts ? ` · ${p.conflicts} conflict${p.conflicts > 1 ? "s" : ""}` : "",
-      ` · reviewing as ${reviewer}`);
+    if (p) {
+      $("counts").replaceChildren(
+        h("strong", { id: "count-decided" }, String(p.decided)), " reviewed · ",
+        h("strong", { id: "count-remaining" }, String(p.remaining)), " remaining",
+        p.conflicts ? ` · ${p.conflicts} conflict${p.conflicts > 1 ? "s" : ""}` : "",
+        ` · reviewing as ${reviewer}`);
+    }
+    const failing = outbox.find((entry) => entry.failures);
+    const saveState = $("save-state");
+    saveState.dataset.pending = String(outbox.length);
+    saveState.classList.toggle("failed", Boolean(failing));
+    saveState.textContent = !outbox.length ? "all saved"
+      : failing ? `${outbox.length} not saved yet: ${failing.error}; retrying`
+        : `saving ${outbox.length}…`;
   }
 
-  // ------------------------------------------------------------ moving and deciding
+  // ------------------------------------------------------------ moving
+
+  function markCurrent(card, current) {
+    card.classList.toggle("current", current);
+    if (current) card.setAttribute("aria-current", "true");
+    else card.removeAttribute("aria-current");
+  }
 
   function focus(index) {
     if (!state.items.length) return;
     index = Math.max(0, Math.min(index, state.items.length - 1));
-    state.cards[state.current]?.classList.remove("current");
+    if (state.cards[state.current]) markCurrent(state.cards[state.current], false);
     state.current = index;
-    state.cards[index].classList.add("current");
+    state.waiting = false;
+    markCurrent(state.cards[index], true);
     state.cards[index].scrollIntoView({ block: "nearest" });
     if (index >= state.items.length - LOOKAHEAD) loadMore();
   }
 
+  // Moves to the next sample not yet decided; while more have to be loaded first there is no
+  // current sample, so that keys pressed meanwhile act on nothing rather than on the last one.
   async function advance() {
-    let next = state.items.findIndex((item, i) => i > state.current && !isDecided(item));
-    while (next < 0 && !state.done) {
-      await loadMore();
-      next = state.items.findIndex((item, i) => i > state.current && !isDecided(item));
+    const generation = state.generation;
+    const next = () => state.items.findIndex((item, i) => i > state.current && !isHandled(item));
+    let found = next();
+    if (found < 0 && !state.done) {
+      if (state.cards[state.current]) markCurrent(state.cards[state.current], false);
+      state.waiting = true;
+      while (found < 0 && !state.done && generation === state.generation) {
+        await loadMore();
+        found = next();
+      }
+      if (generation !== state.generation) return;
     }
-    focus(next < 0 ? state.current + 1 : next);
+    focus(found < 0 ? state.current + 1 : found);
+  }
+
+  // ------------------------------------------------------------ deciding: the outbox
+
+  function saveOutbox() {
+    try {
+      localStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox.map(({ kind, clientId, sampleIndex, sampleId, verdict, label, given_label, decisionId, targetClientId }) => (
+        { kind, clientId, sampleIndex, sampleId, verdict, label, given_label, decisionId, targetClientId }))));
+    } catch (_error) {
+      // storage full or disabled: the outbox still lives in this page
+    }
+  }
+
+  function enqueue(entry) {
+    outbox.push({ failures: 0, error: null, attempted: false, ...entry });
+    saveOutbox();
+    showCounts();
+    pump();
+  }
+
+  function decide(verdict, label = null) {
+    if (state.waiting) {
+      toast("Loading the next samples…");
+      return;
+    }
+    const index = state.current;
+    const item = state.items[index];
+    if (!item) return;
+    if (verdict === "relabel" && label === item.label) [verdict, label] = ["keep", null];
+    const entry = {
+      kind: "decide", clientId: newClientId(), sampleIndex: item.sample_index, sampleId: item.sample_id,
+      verdict, label, given_label: item.label,
+    };
+    delete item.saveError;
+    undoStack.push({ clientId: entry.clientId, decisionId: null, sampleIndex: entry.sampleIndex, sampleId: entry.sampleId });
+    enqueue(entry);
+    refreshCard(index);
+    toast(`${item.sample_id}: ${describe(entry)} — u undoes`);
+    advance();
+  }
+
+  function undo() {
+    const last = undoStack.pop();
+    if (!last) {
+      toast("Nothing to undo");
+      return;
+    }
+    const queued = outbox.findIndex((entry) => entry.kind === "decide" && entry.clientId === last.clientId);
+    if (queued >= 0 && !outbox[queued].attempted) {
+      outbox.splice(queued, 1); // never sent: nothing to undo on the server
+      saveOutbox();
+      showCounts();
+    } else {
+      enqueue({ kind: "undo", clientId: newClientId(), sampleIndex: last.sampleIndex, sampleId: last.sampleId, decisionId: last.decisionId, targetClientId: last.clientId });
+    }
+    const index = refreshSample(last.sampleIndex);
+    if (index >= 0) focus(index);
+    toast(`${last.sampleId}: undone`);
+  }
+
+  async function pump() {
+    if (sending) return;
+    while (outbox.length) {
+      const entry = outbox[0];
+      sending = entry;
+      entry.attempted = true;
+      try {
+        await send(entry);
+      } catch (error) {
+        if (retriable(error)) {
+          entry.failures += 1;
+          entry.error = error.message;
+          showCounts();
+          refreshSample(entry.sampleIndex);
+          await sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (entry.failures - 1)));
+          continue;
+        }
+        refused(entry, error);
+      }
+      outbox.shift();
+      saveOutbox();
+      showCounts();
+      refreshSample(entry.sampleIndex);
+    }
+    sending = null;
+  }
+
+  async function send(entry) {
+    if (entry.kind === "decide") {
+      const decision = await api("POST", `/jobs/${jobId}/decisions`, {
+        sample_index: entry.sampleIndex, verdict: entry.verdict, label: entry.label, client_id: entry.clientId,
+      });
+      const undoEntry = undoStack.find((e) => e.clientId === entry.clientId);
+      if (undoEntry) undoEntry.decisionId = decision.id;
+      for (const later of outbox) if (later.targetClientId === entry.clientId) later.decisionId = decision.id;
+      storedChange(entry.sampleIndex, (item) => replaceMine(item, decision));
+      return;
+    }
+    if (entry.decisionId === null || entry.decisionId === undefined) return; // its decision was refused
+    try {
+      await api("POST", `/decisions/${entry.decisionId}/undo`);
+    } catch (error) {
+      if (error.status !== 409) throw error; // 409: undone already (an earlier try got through)
+    }
+    await afterUndo(entry.sampleIndex, entry.sampleId);
+  }
+
+  function refused(entry, error) {
+    toast(`${entry.sampleId}: not saved: ${error.message}`);
+    const undoIndex = undoStack.findIndex((e) => e.clientId === entry.clientId);
+    if (undoIndex >= 0) undoStack.splice(undoIndex, 1);
+    const item = state.items.find((candidate) => candidate.sample_index === entry.sampleIndex);
+    if (item) item.saveError = error.message;
+  }
+
+  function storedChange(sampleIndex, change) {
+    const item = state.items.find((candidate) => candidate.sample_index === sampleIndex);
+    if (!item) return;
+    const before = [isDecided(item), isConflict(item)];
+    change(item);
+    countChange(before[0], isDecided(item), before[1], isConflict(item));
+  }
+
+  // After an undo the reviewer's previous decision on the sample counts again: the sample and
+  // the counts are read back rather than guessed.
+  async function afterUndo(sampleIndex, sampleId) {
+    const generation = state.generation;
+    const params = new URLSearchParams({ sample_id: sampleId, status: "all", limit: 1 });
+    const [one, counts] = await Promise.all([
+      api("GET", `/jobs/${jobId}/review-queue?${params}`), api("GET", queueUrl(null, 1)),
+    ]);
+    if (generation !== state.generation) return;
+    const item = state.items.find((candidate) => candidate.sample_index === sampleIndex);
+    if (item && one.items[0]) item.review = one.items[0].review;
+    if (counts.progress) state.progress = counts.progress;
+    showCounts();
   }
 
   function countChange(before, after, conflictBefore, conflictAfter) {
@@ -261,67 +518,57 @@
 
   function replaceMine(item, decision) {
     const decisions = item.review?.decisions || [];
-    const previous = decisions.find((d) => d.reviewer === reviewer) || null;
     const others = decisions.filter((d) => d.reviewer !== reviewer);
     item.review = { ...(item.review || {}), decisions: decision ? [...others, decision] : others };
-    return previous;
   }
 
-  async function decide(verdict, label = null) {
-    const index = state.current;
-    const item = state.items[index];
-    if (!item) return;
-    if (verdict === "relabel" && label === item.label) [verdict, label] = ["keep", null];
-    const before = [isDecided(item), isConflict(item)];
-    let decision;
+  async function loadUndoHistory() {
     try {
-      decision = await api("POST", `/jobs/${jobId}/decisions`, { sample_index: item.sample_index, verdict, label });
+      const mine = await api("GET", `/jobs/${jobId}/decisions/mine?limit=${UNDO_HISTORY}`);
+      const known = new Set(undoStack.map((entry) => entry.clientId));
+      const undoing = new Set(outbox.filter((e) => e.kind === "undo").flatMap((e) => [e.decisionId, e.targetClientId]));
+      const history = mine.reverse()
+        .filter((d) => !(d.client_id && known.has(d.client_id)) && !undoing.has(d.id) && !undoing.has(d.client_id))
+        .map((d) => ({ clientId: d.client_id, decisionId: d.id, sampleIndex: d.sample_index, sampleId: d.sample_id }));
+      undoStack.unshift(...history);
     } catch (error) {
-      toast(error.message);
-      return;
+      toast(`Undo history not loaded: ${error.message}`);
     }
-    const previous = replaceMine(item, decision);
-    state.undo.push({ decision, previous, index });
-    countChange(before[0], isDecided(item), before[1], isConflict(item));
-    refreshCard(index);
-    toast(`${item.sample_id}: ${describe(decision)} — u undoes`);
-    await advance();
   }
 
-  async function undo() {
-    const entry = state.undo.pop();
-    if (!entry) {
-      toast("Nothing to undo");
-      return;
-    }
+  function restoreOutbox() {
     try {
-      await api("POST", `/decisions/${entry.decision.id}/undo`);
-    } catch (error) {
-      toast(error.message);
-      return;
+      const saved = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
+      outbox = saved.map((entry) => ({ failures: 0, error: null, attempted: true, ...entry }));
+    } catch (_error) {
+      outbox = [];
     }
-    const item = state.items[entry.index];
-    const before = [isDecided(item), isConflict(item)];
-    replaceMine(item, entry.previous);
-    countChange(before[0], isDecided(item), before[1], isConflict(item));
-    refreshCard(entry.index);
-    focus(entry.index);
-    toast(`${item.sample_id}: undone`);
+    for (const entry of outbox) {
+      if (entry.kind === "decide") undoStack.push({ clientId: entry.clientId, decisionId: null, sampleIndex: entry.sampleIndex, sampleId: entry.sampleId });
+      else {
+        const target = undoStack.findIndex((e) => e.clientId === entry.targetClientId || (entry.decisionId && e.decisionId === entry.decisionId));
+        if (target >= 0) undoStack.splice(target, 1);
+      }
+    }
   }
+
+  window.addEventListener("beforeunload", (event) => {
+    if (outbox.length) event.preventDefault(); // kept in localStorage too, but say so
+  });
 
   // ------------------------------------------------------------ class picker (any number of classes)
 
   function openPicker() {
     const item = state.items[state.current];
-    if (!item) return;
+    if (!item || state.waiting) return;
     const first = item.top_classes.map((top) => top.label).filter((name) => name !== item.label);
     const order = [...first, ...classNames.filter((name) => !first.includes(name) && name !== item.label)];
     const input = $("picker-input");
     const list = $("picker-list");
     const matches = () => order.filter((name) => name.toLowerCase().includes(input.value.trim().toLowerCase()));
     const show = () => list.replaceChildren(...matches().slice(0, 50).map((name) => {
-      const entry = h("li", {}, name);
-      entry.addEventListener("mousedown", (event) => { event.preventDefault(); close(); decide("relabel", name); });
+      const entry = h("li", {}, h("button", { type: "button" }, name));
+      entry.addEventListener("click", (event) => { event.preventDefault(); close(); decide("relabel", name); });
       return entry;
     }));
     const close = () => { $("picker").hidden = true; input.onkeydown = null; input.oninput = null; };
@@ -336,36 +583,78 @@
         if (name) decide("relabel", name);
       }
     };
+    $("picker").onclick = (event) => { if (event.target === $("picker")) close(); };
     show();
     $("picker").hidden = false;
     input.focus();
   }
 
-  // ------------------------------------------------------------ keyboard
+  // ------------------------------------------------------------ overlays: keys and zoom
 
-  function showKeys() {
+  function openOverlay(id) {
+    const overlay = $(id);
+    overlay.hidden = false;
+    overlay.querySelector("[data-close]").focus();
+  }
+
+  function closeOverlays() {
+    let closed = false;
+    for (const overlay of document.querySelectorAll(".overlay:not([hidden])")) {
+      overlay.hidden = true;
+      closed = true;
+    }
+    return closed;
+  }
+
+  function openZoom(url, sampleId) {
+    const image = $("zoom-image");
+    image.src = url;
+    image.alt = `sample ${sampleId} at full size`;
+    $("zoom-caption").textContent = sampleId;
+    openOverlay("zoom");
+  }
+
+  function keyRows() {
     const rows = [
       [["↑", "↓"], "previous / next sample"],
       [["Enter"], "relabel to the model's suggestion"],
       [["k"], "keep the label"],
       [["x"], "ambiguous: remove the sample"],
       [["s"], "skip for now"],
-      [["u"], "undo your last decision"],
+      [["u"], "undo your last decision (also Ctrl+Z)"],
       [["r"], "relabel: pick a class by name"],
+      [["?"], "show these keys"],
+      [["Esc"], "close a window, leave a field"],
     ];
-    const list = $("key-list");
-    list.replaceChildren(...rows.flatMap(([keys, what]) => [h("dt", {}, ...keys.map((key) => h("kbd", {}, key))), h("dd", {}, what)]));
+    const list = [];
+    list.push(...rows.flatMap(([keys, what]) => [h("dt", {}, ...keys.map((key) => h("kbd", {}, key))), h("dd", {}, what)]));
     if (classKeys.size) {
       const keys = [...classKeys.values()];
-      list.append(
+      list.push(
         h("dt", {}, h("kbd", {}, keys[0]), "–", h("kbd", {}, keys[keys.length - 1])),
-        h("dd", {}, "relabel to that class (the sample's own class keeps it)"));
-      list.append(h("dd", { class: "class-keys" }, ...[...classKeys].map(([name, key]) => h("span", {}, h("kbd", {}, key), ` ${name}  `))));
+        h("dd", {}, "relabel to that class (the sample's own class keeps it)"),
+        h("dd", { class: "class-keys" }, ...[...classKeys].map(([name, key]) => h("span", {}, h("kbd", {}, key), ` ${name}  `))));
     }
+    return list;
   }
+
+  function showKeys() {
+    $("key-list").replaceChildren(...keyRows());
+    $("help-list").replaceChildren(...keyRows());
+  }
+
+  // ------------------------------------------------------------ keyboard
 
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || !$("picker").hidden) return;
+    if (event.key === "Escape" && closeOverlays()) {
+      event.preventDefault();
+      return;
+    }
+    if (document.querySelector(".overlay:not([hidden])")) {
+      if (event.key === "?") { closeOverlays(); event.preventDefault(); }
+      return;
+    }
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
       event.preventDefault();
       undo();
@@ -376,6 +665,7 @@
       if (event.key === "Escape") event.target.blur();
       return;
     }
+    if (event.target.closest("button, a") && (event.key === "Enter" || event.key === " ")) return;
     const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     const item = state.items[state.current];
     const actions = {
@@ -384,10 +674,11 @@
       Enter: () => { const best = item && suggestion(item); if (best) decide("relabel", best); },
       k: () => decide("keep"),
       x: () => decide("remove"),
-      s: () => advance(),
+      s: () => { if (!state.waiting) advance(); },
       u: () => undo(),
       r: () => openPicker(),
       "/": () => openPicker(),
+      "?": () => openOverlay("help"),
     };
     const action = actions[key] || (keyClasses.has(key) && (() => decide("relabel", keyClasses.get(key))));
     if (!action) return;
@@ -398,8 +689,31 @@
   for (const id of ["f-label", "f-split", "f-status", "f-min-score"]) {
     $(id).addEventListener("change", () => { document.activeElement.blur(); reload(); });
   }
-  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  function search() {
+    const sample = $("f-sample").value.trim();
+    const url = new URL(location.href);
+    if (sample) url.searchParams.set("sample", sample);
+    else url.searchParams.delete("sample");
+    history.replaceState(null, "", url);
+    reload();
+  }
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); document.activeElement.blur(); search(); });
+  $("f-sample").addEventListener("search", search);
+  $("undo-button").addEventListener("click", (event) => { event.currentTarget.blur(); undo(); });
+  $("help-button").addEventListener("click", (event) => { event.currentTarget.blur(); openOverlay("help"); });
+  for (const overlay of document.querySelectorAll(".overlay")) {
+    overlay.addEventListener("click", (event) => {
+      if (event.target === overlay || event.target.closest("[data-close]")) overlay.hidden = true;
+    });
+  }
 
+  $("f-sample").value = new URLSearchParams(location.search).get("sample") || "";
   showKeys();
+  restoreOutbox();
+  showCounts();
+  (async () => {
+    await loadUndoHistory();
+    pump();
+  })();
   reload();
 })();

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.dynamics import SPLIT_NAMES
-from core.score_registry import SCORES
+from core.score_registry import offered_score_names
 from core.services import NotFoundError
 from core.services.artifacts import JobArtifacts
 from core.services.results.suspects import with_job_labels
@@ -21,7 +21,7 @@ SCORE_TABLE_CHUNK = 5_000
 
 def score_table_columns(job: AuditJob) -> list[str]:
     """Header of the job's score table: sample, labels, split, the scores it has, the known flag."""
-    names = [score.name for score in SCORES if job.config.get("cross_fit") or not score.cross_fit]
+    names = list(offered_score_names(job.config))
     return [
         "rank",
         "sample_index",

@@ -18,13 +18,17 @@ class Decision(Base):
     the job it was made in (NULL once that job is deleted). `given_label` is the class name it
     judged and `label` the corrected one (relabel only): see `core.verdicts`. Undoing a decision
     stamps `undone_at`; a reviewer's newest decision on a sample that is not undone is the one
-    that counts, so undoing a change of mind brings the earlier decision back."""
+    that counts, so undoing a change of mind brings the earlier decision back.
+
+    `client_id` is the id the reviewer's client gave the decision (one key press): sent again, it
+    names the same decision, so a retried request never records a second one."""
 
     __tablename__ = "decisions"
     __table_args__ = (
         CheckConstraint("verdict IN ('keep', 'relabel', 'remove')", name="verdict"),
         CheckConstraint("(verdict = 'relabel') = (label IS NOT NULL)", name="relabel_has_label"),
         Index("ix_decisions_dataset_id_sample_id", "dataset_id", "sample_id"),
+        Index("uq_decisions_dataset_id_reviewer_client_id", "dataset_id", "reviewer", "client_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -45,6 +49,7 @@ class Decision(Base):
     label: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at_column()
     undone_at: Mapped[datetime | None]
+    client_id: Mapped[str | None] = mapped_column(String(64))
 
     def flag_for(self, label: str) -> bool | None:
         """Whether `label` is mislabeled according to this decision (None: not judged)."""
