@@ -43,6 +43,9 @@ DEFAULT_SCORE = "aum"
 # trusted set is always a fixed split.
 VAL_SPLITS = ("fixed", "rotate")
 
+# What embeddings mode trains on the features: a linear layer, or core.models' MLP.
+EMBEDDING_HEADS = ("linear", "mlp")
+
 
 @dataclass
 class LilawConfig:
@@ -159,9 +162,15 @@ class AuditConfig(TrainConfig):
     # excess in the top of the ranking at no cost in AUROC/AUPRC and changes no training; the
     # rotating split (val_split="rotate") only halves the excess.
     split_calibration: bool = True
+    # Embeddings mode (core.embeddings): a frozen timm backbone, with the weights of a local file,
+    # computes every image's features once (cached); the audit trains `embeddings_head` on them.
+    embeddings_backbone: str | None = None
+    embeddings_weights: str | None = None
+    embeddings_head: str = "linear"  # one of EMBEDDING_HEADS
 
     def validate(self) -> None:
         super().validate()
+        self._validate_embeddings()
         if not isinstance(self.split_calibration, bool):
             raise ConfigError(f"split calibration must be true or false, got {self.split_calibration!r}")
         if self.inject_noise:
@@ -174,6 +183,16 @@ class AuditConfig(TrainConfig):
             raise ConfigError(f"cross-fit takes at most {MAX_CROSS_FIT} folds, got {self.cross_fit}")
         if self.noise_seed is not None:
             _check_seed("noise seed", self.noise_seed)
+
+    def _validate_embeddings(self) -> None:
+        if self.embeddings_head not in EMBEDDING_HEADS:
+            raise ConfigError(f"unknown embeddings head {self.embeddings_head!r}: use one of {EMBEDDING_HEADS}")
+        if not self.embeddings_backbone:
+            return
+        if not self.embeddings_weights:
+            raise ConfigError("embeddings mode needs the backbone's weights: a local .safetensors/.pth file")
+        if self.model is not None or self.pretrained or self.weights_path:
+            raise ConfigError("in embeddings mode the model is the head (embeddings_head); leave model and weights unset")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,8 +9,8 @@ from torch import nn
 
 from core.errors import ConfigError
 
-BUILTIN_MODELS = ("small-cnn", "mlp", "cnn1d", "lstm")
-_BUILTIN_MODALITY = {"small-cnn": "image", "mlp": "tabular", "cnn1d": "timeseries", "lstm": "timeseries"}
+BUILTIN_MODELS = ("small-cnn", "mlp", "cnn1d", "lstm", "linear")
+_BUILTIN_MODALITY = {"small-cnn": "image", "mlp": "tabular", "cnn1d": "timeseries", "lstm": "timeseries", "linear": "tabular"}
 
 
 class SmallCNN(nn.Module):
@@ -57,6 +57,20 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class LinearHead(nn.Module):
+    """One linear layer over feature vectors (embeddings mode's default head)."""
+
+    def __init__(self, num_features: int, num_classes: int):
+        super().__init__()
+        self.head = nn.Linear(num_features, num_classes)
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
 
 
 class CNN1d(nn.Module):
@@ -162,6 +176,8 @@ def _build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int) ->
         return MLP(input_shape[0], num_classes)
     if name == "cnn1d":
         return CNN1d(input_shape[0], num_classes)
+    if name == "linear":
+        return LinearHead(input_shape[0], num_classes)
     return StackedLSTM(input_shape[0], num_classes)
 
 
