@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.audit_config import AuditConfig, LilawConfig
+from core.audit_config import EMBEDDING_HEADS, VAL_SPLITS, WEIGHTINGS, AuditConfig, LilawConfig
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,8 +24,14 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the network")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of samples in the (noisy) validation split")
-    parser.add_argument("--weighting", choices=["lilaw", "none", "fbr"], default="lilaw",
-                        help="fbr: feature-based reweighting, needs --trusted")
+    parser.add_argument("--val-split", choices=VAL_SPLITS, default=AuditConfig.val_split,
+                        help="fixed: one held-out split for the run; rotate: the held-out fold rotates over the "
+                             "epochs, so every sample is also trained on (not with --trusted)")
+    parser.add_argument("--split-calibration", action=argparse.BooleanOptionalAction,
+                        default=AuditConfig.split_calibration,
+                        help="map held-out samples' scores by quantile onto the trained samples' before ranking")
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default=AuditConfig.weighting,
+                        help="lilaw (default), none (plain training), fbr (feature-based reweighting, needs --trusted)")
     parser.add_argument("--trusted", type=Path, metavar="FILE",
                         help="CSV of sample_id,label whose labels are trusted (class name or index): the "
                              "validation split, held out from training (LiLAW's meta steps, FBR's clean set)")
@@ -36,7 +42,11 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cross-fit", type=int, default=0, metavar="K", help="K-fold confident learning scores too")
     parser.add_argument("--pretrained", action="store_true", help="timm backbones: load pretrained weights from the local cache")
-    parser.add_argument("--weights", help="a local .safetensors/.pth state dict to start from")
+    parser.add_argument("--weights", help="a local .safetensors/.pth state dict to start from (with --embeddings: the backbone's)")
+    parser.add_argument("--embeddings", metavar="MODEL",
+                        help="embeddings mode: this timm backbone, frozen, with --weights, computes features once "
+                             "(cached under LILAW_DATA_DIR/artifacts/embeddings); a --head is trained on them")
+    parser.add_argument("--head", choices=EMBEDDING_HEADS, default="linear", help="the head of embeddings mode")
     parser.add_argument("--image-size", type=int, help="resize images to this size inside the model")
     parser.add_argument("--limit", type=int, help="audit a stratified subset of this many samples")
     parser.add_argument("--device", help="cuda, cpu (default: cuda when available)")
@@ -46,10 +56,13 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
     return AuditConfig(
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        val_fraction=args.val_fraction, weighting=args.weighting, loss=args.loss, seed=args.seed,
+        val_fraction=args.val_fraction, val_split=args.val_split, split_calibration=args.split_calibration,
+        weighting=args.weighting, loss=args.loss, seed=args.seed,
         lilaw=LilawConfig(meta_batch_size=args.meta_batch_size, clamp=args.clamp),
         inject_noise=args.inject_noise, cross_fit=args.cross_fit, pretrained=args.pretrained,
-        weights_path=args.weights, image_size=args.image_size, device=args.device,
+        weights_path=None if args.embeddings else args.weights, image_size=args.image_size, device=args.device,
+        embeddings_backbone=args.embeddings, embeddings_weights=args.weights if args.embeddings else None,
+        embeddings_head=args.head,
     )
 
 

@@ -108,12 +108,15 @@ def load_checkpoint(path: str | Path, trainer: Resumable) -> FitState:
         )
         for e in range(checkpoint["epoch"] if history else 0)
     ]
+    fbr = _unstack(checkpoint.get("fbr", {}))
+    for dynamics, fbr_epoch in zip(epochs, fbr):  # FBR's agreement is a dynamics field too
+        dynamics.fbr_agreement = fbr_epoch.get("fbr_agreement")
     return FitState(
         start_epoch=checkpoint["epoch"] + 1,
         epochs=epochs,
         trajectory=list(checkpoint["trajectory"].to(trainer.device).unbind(0)),
         epoch_seconds=list(checkpoint["epoch_seconds"]),
-        fbr=_unstack(checkpoint.get("fbr", {})),
+        fbr=fbr,
     )
 
 

@@ -18,6 +18,9 @@ SPLIT_NAMES = {SPLIT_TRAIN: "train", SPLIT_VAL: "val"}
 
 # Float fields, in the order they are stored and written.
 FLOAT_FIELDS = ("w_alpha", "w_beta", "w_delta", "w", "loss", "p_label", "p_max", "margin", "el2n")
+# Float fields that only some runs record: None where the run's weighting does not compute them
+# (stored as NULL). fbr_agreement: FBR's per-sample agreement d_i (`core.fbr`), weighting="fbr".
+OPTIONAL_FLOAT_FIELDS = ("fbr_agreement",)
 
 
 @dataclass
@@ -35,6 +38,10 @@ class EpochDynamics:
     predicted: np.ndarray  # int64 argmax class
     margin: np.ndarray  # logit of the given label minus the largest other logit (AUM's margin)
     el2n: np.ndarray  # || softmax - onehot(y) ||_2
+    # FBR's agreement d_i with the trusted samples of the given label (train rows from their
+    # batch, validation = trusted rows at the epoch's end; NaN where the label has no trusted
+    # sample); None unless the run trains with weighting="fbr".
+    fbr_agreement: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.sample_index)
@@ -59,17 +66,26 @@ class DynamicsHistory:
     # uint8 [E, N]: every epoch's split (a rotating validation split differs by epoch); None
     # where only the last epoch's is known (then every epoch counts as having it).
     epoch_split: np.ndarray | None = None
+    fbr_agreement: np.ndarray | None = None  # [E, N] (see EpochDynamics); None unless FBR ran
 
     @classmethod
     def stack(cls, epochs: list[EpochDynamics]) -> "DynamicsHistory":
+        """Epochs side by side, columns ordered by sample index. An optional field is stacked
+        when any epoch has it, NaN in the epochs that lack it."""
         if not epochs:
             raise ValueError("no epochs to stack")
         order = [np.argsort(e.sample_index, kind="stable") for e in epochs]
         columns = {
             f.name: np.stack([getattr(e, f.name)[o] for e, o in zip(epochs, order)])
             for f in fields(EpochDynamics)
-            if f.name not in ("epoch", "sample_index", "split")
+            if f.name not in ("epoch", "sample_index", "split", *OPTIONAL_FLOAT_FIELDS)
         }
+        for name in OPTIONAL_FLOAT_FIELDS:
+            if any(getattr(e, name) is not None for e in epochs):
+                columns[name] = np.stack([
+                    np.full(len(e), np.nan, dtype=np.float32) if getattr(e, name) is None else getattr(e, name)[o]
+                    for e, o in zip(epochs, order)
+                ])
         return cls(
             epochs=np.array([e.epoch for e in epochs]),
             split=epochs[-1].split[order[-1]],

@@ -19,9 +19,6 @@ def score_table(result: AuditResult) -> tuple[list[str], list[list]]:
     dataset = result.dataset
     predicted = result.history.predicted[-1]
     header = ["rank", "sample_id", "given_label", "predicted_label", "split", "default_score", *names]
-    fbr = result.fbr_agreement_score  # FBR runs: −mean agreement, not a registered score (yet)
-    if fbr is not None:
-        header.append("fbr_agreement")
     if dataset.is_mislabeled is not None:
         header.append("known_mislabeled")
     rows = []
@@ -31,8 +28,6 @@ def score_table(result: AuditResult) -> tuple[list[str], list[list]]:
             dataset.class_names[predicted[i]], SPLIT_NAMES[int(result.split[i])],
             float(result.default_scores[i]), *(float(result.scores[name][i]) for name in names),
         ]
-        if fbr is not None:
-            row.append(float(fbr[i]))
         if dataset.is_mislabeled is not None:
             row.append(int(dataset.is_mislabeled[i]))
         rows.append(row)

@@ -6,7 +6,9 @@ Scores are oriented so that HIGHER = MORE SUSPICIOUS. `sign` is applied to the r
 where it is used as is. A score with an `epoch_field` is, at one epoch, `sign` times that
 dynamics field (a `DynamicsHistory` array and a `sample_epochs` column of the same name), and
 its aggregate is the mean of that over epochs; the others are aggregated by their own formula in
-`core.scores`. Cross-fit scores need out-of-sample probabilities (`--cross-fit K`).
+`core.scores`. Cross-fit scores need out-of-sample probabilities (`--cross-fit K`); a score with a
+`weighting` needs a run trained with that weighting (`fbr_agreement`: `--weighting fbr`), and is
+NULL for the others. `offered_score_names` says which scores a job's configuration has.
 
 The numpy scores (`core.scores`), the stored columns (`core.store.models`), the per-epoch SQL
 expressions (`core.store.queries.epoch_score`) and the README's score table all derive from
@@ -18,8 +20,9 @@ Standard library only: the light API client imports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class Score:
     description: str  # the raw quantity, the flip and why, as reports show it
     epoch_field: str | None = None  # the dynamics field its per-epoch form is; None: no per-epoch form
     cross_fit: bool = False  # needs out-of-sample probabilities from cross-fitting (cleanlab)
+    weighting: str | None = None  # needs a run trained with this weighting; None: any run
+
+    def offered_by(self, config: Mapping[str, Any]) -> bool:
+        """Whether a run of this configuration (`AuditConfig.to_dict()`, a job's stored config)
+        has the score."""
+        if self.cross_fit and not config.get("cross_fit"):
+            return False
+        return self.weighting is None or config.get("weighting", "lilaw") == self.weighting
 
     def apply_sign(self, values):
         """`values` (numpy arrays, SQL column expressions, floats) times the sign: the raw quantity
@@ -147,12 +158,31 @@ SCORES: tuple[Score, ...] = (
         "negated; cleanlab's normalized margin is (margin + 1)/2, so the ranking is the same.",
         cross_fit=True,
     ),
+    Score(
+        "fbr_agreement",
+        "-",
+        "mean FBR agreement d_i with the trusted samples of the given label (`--weighting fbr`)",
+        "mean over epochs of Feature-Based Reweighting's agreement d_i, negated: how much closer "
+        "the sample's penultimate features sit to the trusted samples of its given label than to "
+        "those of the other classes (core.fbr). Low agreement, features that sit with another "
+        "class's trusted samples, is suspicious. Only runs with weighting 'fbr' have it; NaN where "
+        "the given label has no trusted sample.",
+        epoch_field="fbr_agreement",
+        weighting="fbr",
+    ),
 )
 
 SCORE_BY_NAME: dict[str, Score] = {score.name: score for score in SCORES}
 SCORE_NAMES: tuple[str, ...] = tuple(score.name for score in SCORES)
 EPOCH_SCORE_NAMES: tuple[str, ...] = tuple(score.name for score in SCORES if score.epoch_field)
 CLEANLAB_SCORE_NAMES: tuple[str, ...] = tuple(score.name for score in SCORES if score.cross_fit)
+
+
+
+def offered_score_names(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scores a run of this configuration (a job's stored config) has, in registry order."""
+    return tuple(score.name for score in SCORES if score.offered_by(config))
+
 
 # The shape `summary.json` and the API expose: per score, the sign and the description.
 ORIENTATION: dict[str, dict[str, str]] = {

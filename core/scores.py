@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.dynamics import FLOAT_FIELDS, DynamicsHistory
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS, DynamicsHistory
 from core.score_registry import EPOCH_SCORE_NAMES, SCORE_BY_NAME, SCORE_NAMES, SCORES
 
 _PROB_SUM_TOLERANCE = 1e-2
@@ -36,7 +36,8 @@ def compute_scores(
     `labels` (the given labels, int [N]) decide correctness for `forgetting`; without them a sample
     counts as correct when its margin is positive, which is the same except on exact logit ties.
     The two `cl_*` scores are present only when both `oos_probs` (N x C out-of-sample probabilities)
-    and `labels` are given.
+    and `labels` are given; a score of an optional dynamics field (`fbr_agreement`) only when the
+    history has that field.
     """
     _validate_history(history)
     rows = _window_rows(history, first_epoch, last_epoch)
@@ -107,11 +108,12 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 def epoch_scores(history: DynamicsHistory, epoch: int) -> dict[str, np.ndarray]:
     """The single-epoch scores (`EPOCH_SCORE_NAMES`: the LiLAW weights, aum, datamaps_confidence,
-    el2n, loss) at one recorded epoch (1-based), oriented and named as in `compute_scores`."""
+    el2n, loss; fbr_agreement when the history has it) at one recorded epoch (1-based), oriented
+    and named as in `compute_scores`."""
     _validate_history(history)
     rows = _window_rows(history, epoch, epoch)
     scores = _compute_mean_scores(history, rows)
-    return {name: scores[name] for name in EPOCH_SCORE_NAMES}
+    return {name: scores[name] for name in EPOCH_SCORE_NAMES if name in scores}
 
 
 def cleanlab_label_issues(oos_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -193,8 +195,11 @@ def _validate_history(history: DynamicsHistory) -> None:
     shape = np.shape(history.w_alpha)
     if len(shape) != 2 or shape[0] != len(epochs):
         raise ValueError(f"history.w_alpha must be [epochs={len(epochs)}, samples], got shape {shape}")
-    for name in (*FLOAT_FIELDS, "predicted"):
-        field_shape = np.shape(getattr(history, name))
+    for name in (*FLOAT_FIELDS, "predicted", *OPTIONAL_FLOAT_FIELDS):
+        values = getattr(history, name)
+        if values is None and name in OPTIONAL_FLOAT_FIELDS:
+            continue
+        field_shape = np.shape(values)
         if field_shape != shape:
             raise ValueError(f"history.{name} has shape {field_shape}, expected {shape}")
 
@@ -222,11 +227,12 @@ def _window_rows(history: DynamicsHistory, first_epoch: int, last_epoch: int | N
 
 
 def _compute_mean_scores(history: DynamicsHistory, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Every per-epoch score averaged over `rows`: its dynamics field's mean, with its sign."""
+    """Every per-epoch score averaged over `rows`: its dynamics field's mean, with its sign (those
+    of optional fields the history lacks left out)."""
     return {
         score.name: score.apply_sign(getattr(history, score.epoch_field)[rows].astype(np.float64).mean(axis=0))
         for score in SCORES
-        if score.epoch_field
+        if score.epoch_field and getattr(history, score.epoch_field) is not None
     }
 
 

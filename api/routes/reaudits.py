@@ -71,11 +71,14 @@ def start_reaudit(
 ) -> ReauditPublic:
     """Re-audit the dataset's latest version now, compared with its newest succeeded job, whose
     configuration it reuses for the training options `audit` leaves out. Skipped when nothing
-    changed, unless forced."""
+    changed, unless forced. With `use_verdicts_as_trusted`, the reviewers' agreed verdicts are
+    the audit's trusted set (the job's `result.num_trusted` counts them)."""
     base = reaudits.base_config(session, owner.id, dataset_id)
-    config = base if body.audit is None else audit_config(body.audit.training_options(), based_on=base)
+    options = {} if body.audit is None else body.audit.training_options()
+    config = audit_config(options, based_on=base, trusted=body.use_verdicts_as_trusted)
     started = reaudits.start_reaudit(
-        session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force
+        session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force,
+        use_verdicts_as_trusted=body.use_verdicts_as_trusted,
     )
     if started.job is None:
         return ReauditPublic(job=None, skipped=started.skipped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from api.schemas.common import DbId, Schema
 from core.audit_config import (
@@ -36,7 +36,20 @@ class AuditSettings(Schema):
     val_fraction: float = Field(
         AuditConfig.val_fraction, ge=0, lt=1, description="share of samples in the validation split"
     )
-    weighting: Literal["lilaw", "none"] = "lilaw"
+    weighting: Literal["lilaw", "none", "fbr"] = Field(
+        "lilaw",
+        description="lilaw: LiLAW's meta-learned weights (the default); none: plain training; fbr: "
+        "Feature-Based Reweighting, which needs a trusted set (a re-audit with use_verdicts_as_trusted)",
+    )
+    val_split: Literal["fixed", "rotate"] = Field(
+        AuditConfig.val_split,
+        description="fixed: one held-out validation split for the whole run; rotate: the held-out fold "
+        "rotates over the epochs, so every sample is also trained on (ignored with a trusted set)",
+    )
+    split_calibration: StrictBool = Field(
+        AuditConfig.split_calibration,
+        description="map held-out samples' scores by quantile onto the trained samples' before ranking",
+    )
     loss: Literal["ce", "focal"] = "ce"
     inject_noise: str | None = Field(
         None,

@@ -49,6 +49,13 @@ class ReauditCreate(Schema):
 
     force: bool = Field(False, description="re-audit even if the latest version is audited already")
     warm_start: bool = Field(False, description="start from the previous job's model (fewer epochs suffice)")
+    use_verdicts_as_trusted: bool = Field(
+        False,
+        description="train with the reviewers' agreed verdicts as the trusted set: every sample whose reviewers "
+        "agree on its label (kept, or relabelled: the corrected label) is held out as LiLAW's meta-validation "
+        "split with that label, and is FBR's clean subset (weighting 'fbr' needs it); a decision made since the "
+        "last audit counts as a change",
+    )
     audit: AuditSettings | None = Field(
         None, description="training options to change; the others are those of the previous job"
     )

@@ -13,6 +13,14 @@ Two documented rules:
   new job ranks it markedly more suspicious: its rank percentile under the default score rose by
   at least `REOPEN_PERCENTILE_RISE` (20 points, e.g. from the top 40% to the top 20%) since the
   job the newest applicable decision was made in. Otherwise a decision made once holds.
+
+With `use_verdicts_as_trusted`, a re-audit trains with the reviewers' agreed verdicts as its
+trusted set (`core.audit.run_audit(trusted=...)`): every sample of the latest version whose
+reviewers agree on its label (kept: its label; relabelled: the corrected one; removed or
+conflicting samples are left out) is held out as LiLAW's meta-validation split with that label,
+and is FBR's clean subset (`weighting="fbr"`). The set is snapshot on the job when it is started
+(`AuditJob.trusted`), so a retried execution trains on the same one; a decision made or undone
+since the latest version's last audit counts as a change for the "nothing changed" rule.
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, joinedload
 
 from core.audit import AuditConfig
-from core.services import ConflictError, decisions
+from core.services import ConflictError, InvalidParameterError, decisions
+from core.services.audit_options import require_trusted_set_for
 from core.services.artifacts import JobArtifacts
 from core.services.decisions import SampleDecisions
 from core.services.datasets import get_dataset, get_version
 from core.services.jobs import create_job
 from core.store.models import AuditJob, DatasetVersion, JobStatus, Sample, SampleScore
+from core.verdicts import REMOVED
 
 REOPEN_PERCENTILE_RISE = 0.2
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -87,11 +97,17 @@ def start_reaudit(
     warm_start: bool = False,
     force: bool = False,
     schedule_id: int | None = None,
+    use_verdicts_as_trusted: bool = False,
 ) -> ReauditStart:
     """A queued re-audit of the dataset's latest version, compared with (and, with `warm_start`,
     started from) the dataset's newest succeeded job. Skipped, unless `force`, when the latest
-    version is audited already or being audited."""
+    version is audited already or being audited (and, with `use_verdicts_as_trusted`, no decision
+    changed since). `use_verdicts_as_trusted`: train with the reviewers' agreed verdicts as the
+    trusted set (see the module docs); an InvalidParameterError (422) when there are none or the
+    weighting cannot use them."""
     latest = get_version(session, owner_id, dataset_id)
+    require_trusted_set_for(config, use_verdicts_as_trusted)
+    trusted = verdicts_as_trusted(session, latest, config) if use_verdicts_as_trusted else None
     if not force:
         done = session.scalar(
             select(AuditJob)
@@ -102,7 +118,7 @@ def start_reaudit(
             .order_by(AuditJob.id.desc())
             .limit(1)
         )
-        if done is not None:
+        if done is not None and not (trusted and _decided_since(session, dataset_id, done)):
             state = "being audited" if done.status in ACTIVE else "audited already"
             return ReauditStart(None, f"nothing changed: version {latest.version} is {state} (job {done.id})")
     previous = newest_succeeded_job(session, dataset_id)
@@ -110,8 +126,47 @@ def start_reaudit(
     job.previous_job_id = None if previous is None else previous.id
     job.warm_start = warm_start and previous is not None
     job.schedule_id = schedule_id
+    job.trusted = None if trusted is None else {str(index): label for index, label in trusted.items()}
     session.flush()
     return ReauditStart(job)
+
+
+def verdicts_as_trusted(session: Session, version: DatasetVersion, config: AuditConfig) -> dict[int, int]:
+    """The version's samples whose reviewers agree on a label that the sample keeps (its own when
+    kept, the corrected one when relabelled), {sample index: class index}; checked against what
+    `config`'s training can use (InvalidParameterError otherwise)."""
+    classes = {name: index for index, name in enumerate(version.class_names)}
+    trusted = {
+        review.sample_index: classes[review.outcome]
+        for review in decisions.version_decisions(session, version).values()
+        if review.outcome is not None and review.outcome != REMOVED and review.outcome in classes
+    }
+    if config.weighting == "none":
+        raise InvalidParameterError("plain training (weighting 'none') has no use for a trusted set: use 'lilaw' or 'fbr'")
+    if not trusted:
+        raise InvalidParameterError(
+            f"no sample of version {version.version} has an agreed verdict to trust (kept, or relabelled): "
+            "review some suspects first"
+        )
+    if len(trusted) >= version.num_samples:
+        raise InvalidParameterError("every sample has an agreed verdict: none is left to audit")
+    if config.weighting == "fbr" and len(set(trusted.values())) < 2:
+        raise InvalidParameterError(
+            "FBR needs trusted samples of at least 2 classes; the agreed verdicts cover "
+            f"{len(set(trusted.values()))} ({', '.join(version.class_names[c] for c in sorted(set(trusted.values())))})"
+        )
+    return trusted
+
+
+def job_trusted_set(job: AuditJob) -> dict[int, int] | None:
+    """The trusted set a job trains with ({sample index: class index}), None for none."""
+    return None if job.trusted is None else {int(index): int(label) for index, label in job.trusted.items()}
+
+
+def _decided_since(session: Session, dataset_id: int, job: AuditJob) -> bool:
+    """Whether a decision on the dataset was made or undone after the job was created."""
+    changed = decisions.last_change(session, dataset_id)
+    return changed is not None and changed > job.created_at
 
 
 def base_config(session: Session, owner_id: int, dataset_id: int) -> AuditConfig:

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
-from core.dynamics import FLOAT_FIELDS, EpochDynamics
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS, EpochDynamics
 from core.score_registry import SCORE_NAMES
 from core.store.bulk import insert_columns
 from core.store.db import as_connection
@@ -29,12 +29,15 @@ METRIC_FIELDS = ("score", "epoch", "split", *METRIC_VALUES)
 
 
 def write_epoch(bind: Session | Connection, job_id: int, dynamics: EpochDynamics) -> int:
-    """Store one epoch of a job's dynamics, replacing any rows of that epoch; returns the row count."""
+    """Store one epoch of a job's dynamics, replacing any rows of that epoch; returns the row count.
+    An optional field the epoch lacks (`fbr_agreement` of a run without FBR) is stored as NULL."""
     columns = {
         "sample_index": dynamics.sample_index,
         "split": dynamics.split,
         **{name: getattr(dynamics, name) for name in FLOAT_FIELDS},
         "predicted": dynamics.predicted,
+        # Fields this run did not record are left out: NULL.
+        **{name: getattr(dynamics, name) for name in OPTIONAL_FLOAT_FIELDS if getattr(dynamics, name) is not None},
     }
     _check_lengths(columns, len(dynamics))
     job_id, epoch = int(job_id), int(dynamics.epoch)

@@ -12,7 +12,7 @@ import pytest
 from core.audit import AuditConfig, NoisyLabels, prepare_dataset, run_audit
 from cli.main import main
 from core.loaders import load_dataset
-from core.scores import SCORE_NAMES
+from core.score_registry import offered_score_names
 
 
 def test_digits_with_30_percent_uniform_noise_ranks_the_flips_first(tmp_path, capsys):
@@ -37,7 +37,8 @@ def test_digits_with_30_percent_uniform_noise_ranks_the_flips_first(tmp_path, ca
     assert {r["split"] for r in rows} == {"train", "val"}  # validation samples are scored too
     top = rows[: metrics["num_mislabeled"]]
     assert np.mean([int(r["known_mislabeled"]) for r in top]) >= 0.85
-    assert set(SCORE_NAMES) - {"cl_self_confidence", "cl_normalized_margin"} <= set(rows[0])
+    assert set(offered_score_names({"weighting": "lilaw"})) <= set(rows[0])  # no cleanlab, no FBR here
+    assert "fbr_agreement" not in rows[0]
 
     dynamics = np.load(out / "dynamics.npz", allow_pickle=False)
     assert dynamics["w_alpha"].shape == (15, 1797)

@@ -11,13 +11,14 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import roc_auc_score
 
-from core.dynamics import FLOAT_FIELDS, SPLIT_TRAIN, DynamicsHistory, EpochDynamics
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS, SPLIT_TRAIN, DynamicsHistory, EpochDynamics
 from core.score_registry import (
     CLEANLAB_SCORE_NAMES,
     EPOCH_SCORE_NAMES,
     ORIENTATION,
     SCORE_NAMES,
     SCORES,
+    offered_score_names,
 )
 from core.scores import cleanlab_label_issues, compute_scores, epoch_scores, rank_scores
 
@@ -98,21 +99,34 @@ def test_score_names_and_orientation_are_complete():
     assert SCORE_NAMES == (
         "w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "datamaps_variability",
         "dataiq_aleatoric", "el2n", "loss", "forgetting", "cl_self_confidence", "cl_normalized_margin",
+        "fbr_agreement",
     )
     signs = {name: entry["sign"] for name, entry in ORIENTATION.items()}
     assert signs == {
         "w_alpha": "-", "w_beta": "+", "w_delta": "+", "w": "+", "aum": "-", "datamaps_confidence": "-",
         "datamaps_variability": "-", "dataiq_aleatoric": "-", "el2n": "+", "loss": "+", "forgetting": "+",
-        "cl_self_confidence": "-", "cl_normalized_margin": "-",
+        "cl_self_confidence": "-", "cl_normalized_margin": "-", "fbr_agreement": "-",
     }
     assert all(entry["description"] for entry in ORIENTATION.values())
-    assert EPOCH_SCORE_NAMES == ("w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "el2n", "loss")
+    assert EPOCH_SCORE_NAMES == (
+        "w_alpha", "w_beta", "w_delta", "w", "aum", "datamaps_confidence", "el2n", "loss", "fbr_agreement",
+    )
     assert CLEANLAB_SCORE_NAMES == ("cl_self_confidence", "cl_normalized_margin")
 
 
 def test_every_per_epoch_score_is_a_recorded_dynamics_field():
-    assert all(score.epoch_field in FLOAT_FIELDS for score in SCORES if score.epoch_field)
+    assert all(score.epoch_field in (*FLOAT_FIELDS, *OPTIONAL_FLOAT_FIELDS) for score in SCORES if score.epoch_field)
     assert not any(score.epoch_field for score in SCORES if score.cross_fit)
+    # A score of an optional field belongs to the runs that record it.
+    assert all(score.weighting for score in SCORES if score.epoch_field in OPTIONAL_FLOAT_FIELDS)
+
+
+def test_a_jobs_config_decides_which_scores_it_offers():
+    plain = offered_score_names({"weighting": "lilaw"})
+    assert "fbr_agreement" not in plain and not set(plain) & set(CLEANLAB_SCORE_NAMES)
+    assert "fbr_agreement" in offered_score_names({"weighting": "fbr"})
+    assert set(CLEANLAB_SCORE_NAMES) <= set(offered_score_names({"cross_fit": 5}))
+    assert offered_score_names({}) == plain  # a stored config without the field: LiLAW, the default
 
 
 def test_the_readme_score_table_is_the_registrys():
@@ -149,7 +163,7 @@ def test_mislabeled_samples_rank_on_top(noisy_run, name):
 def test_scores_are_float64_per_sample_in_score_name_order(noisy_run):
     history, labels, _, oos_probs = noisy_run
     scores = compute_scores(history, oos_probs=oos_probs, labels=labels)
-    assert tuple(scores) == SCORE_NAMES
+    assert tuple(scores) == tuple(name for name in SCORE_NAMES if name != "fbr_agreement")  # no FBR here
     assert all(v.shape == (NUM_SAMPLES,) and v.dtype == np.float64 for v in scores.values())
 
 
@@ -157,7 +171,7 @@ def test_cleanlab_scores_absent_without_oos_probs(noisy_run):
     history, labels, _, _ = noisy_run
     for kwargs in ({}, {"labels": labels}):
         scores = compute_scores(history, **kwargs)
-        assert tuple(scores) == SCORE_NAMES[:-2]
+        assert tuple(scores) == offered_score_names({"weighting": "lilaw"})
 
 
 def test_lilaw_weight_scores_follow_documented_formula(noisy_run):
@@ -197,8 +211,8 @@ def test_epoch_scores_equal_a_one_epoch_window(noisy_run):
     history, *_ = noisy_run
     single = epoch_scores(history, 4)
     window = compute_scores(history, first_epoch=4, last_epoch=4)
-    assert tuple(single) == EPOCH_SCORE_NAMES
-    for name in EPOCH_SCORE_NAMES:
+    assert tuple(single) == tuple(name for name in EPOCH_SCORE_NAMES if name != "fbr_agreement")
+    for name in single:
         assert np.array_equal(single[name], window[name])
     assert np.allclose(single["w_alpha"], -history.w_alpha[3])
 

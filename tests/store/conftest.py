@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.dynamics import FLOAT_FIELDS, EpochDynamics
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS, EpochDynamics
 from core.store import AuditJob, Dataset, DatasetVersion, Owner, Sample
 from core.store.db import make_engine
 from migrations import upgrade_database
@@ -82,8 +82,8 @@ def make_job(session: Session) -> Callable[..., AuditJob]:
 
 @pytest.fixture
 def make_epoch() -> Callable[..., EpochDynamics]:
-    """Synthetic dynamics of one epoch: every `val_every`-th sample in the validation split,
-    predicted class (sample_index + epoch) % 3."""
+    """Synthetic dynamics of one epoch (the optional fields too): every `val_every`-th sample in
+    the validation split, predicted class (sample_index + epoch) % 3."""
 
     def make(num_samples: int, epoch: int, *, seed: int = 0, val_every: int = 5) -> EpochDynamics:
         rng = np.random.default_rng(seed + epoch)
@@ -93,7 +93,7 @@ def make_epoch() -> Callable[..., EpochDynamics]:
             sample_index=index,
             split=(index % val_every == 0).astype(np.uint8),
             predicted=(index + epoch) % 3,
-            **{name: rng.random(num_samples, dtype=np.float32) for name in FLOAT_FIELDS},
+            **{name: rng.random(num_samples, dtype=np.float32) for name in (*FLOAT_FIELDS, *OPTIONAL_FLOAT_FIELDS)},
         )
 
     return make

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core.dynamics import FLOAT_FIELDS
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS
 from core.metrics import detection_report
 from core.score_registry import SCORE_NAMES
 from core.store import (
@@ -51,9 +51,19 @@ def test_write_epoch_stores_every_value_exactly(session, make_job, make_epoch):
     assert [row.sample_index for row in rows] == list(range(N))
     assert [row.split for row in rows] == dynamics.split.tolist()
     assert [row.predicted for row in rows] == dynamics.predicted.tolist()
-    for name in FLOAT_FIELDS:
+    for name in (*FLOAT_FIELDS, *OPTIONAL_FLOAT_FIELDS):
         stored = np.array([getattr(row, name) for row in rows], dtype=np.float32)
         np.testing.assert_array_equal(stored, getattr(dynamics, name), err_msg=name)
+
+
+def test_an_optional_field_the_run_did_not_record_is_null(session, make_job, make_epoch):
+    job = make_job(N)
+    dynamics = make_epoch(N, epoch=1)
+    dynamics.fbr_agreement = None  # a run without FBR
+
+    assert write_epoch(session, job.id, dynamics) == N
+
+    assert {row.fbr_agreement for row in stored_epoch(session, job.id, 1)} == {None}
 
 
 def test_write_epoch_twice_replaces_the_epoch(session, make_job, make_epoch):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.audit import detection_summary
-from core.dynamics import FLOAT_FIELDS, DynamicsHistory
+from core.dynamics import FLOAT_FIELDS, OPTIONAL_FLOAT_FIELDS, DynamicsHistory
 from core.score_registry import SCORE_NAMES
 from core.services import ConflictError, decisions
 from core.services.artifacts import JobArtifacts
@@ -112,7 +112,7 @@ def _decided_since_metrics(session: Session, job: AuditJob) -> bool:
 
 def _stored_history(session: Session, job_id: int, num_samples: int) -> DynamicsHistory:
     """The job's stored dynamics as [epochs, samples] arrays (NULL read as NaN)."""
-    fields = ["epoch", "split", "predicted", *FLOAT_FIELDS]
+    fields = ["epoch", "split", "predicted", *FLOAT_FIELDS, *OPTIONAL_FLOAT_FIELDS]
     statement = (
         select(*(getattr(SampleEpoch, name) for name in fields))
         .where(SampleEpoch.job_id == job_id)
@@ -127,6 +127,8 @@ def _stored_history(session: Session, job_id: int, num_samples: int) -> Dynamics
         split=table["split"][-1].astype(np.uint8),
         predicted=table["predicted"].astype(np.int64),
         **{name: table[name].astype(np.float32) for name in FLOAT_FIELDS},
+        # A field the run did not record (all NULL) stays None, as the engine hands it out.
+        **{name: table[name].astype(np.float32) for name in OPTIONAL_FLOAT_FIELDS if not np.isnan(table[name]).all()},
     )
 
 
@@ -136,4 +138,5 @@ def _history_subset(history: DynamicsHistory, keep: np.ndarray) -> DynamicsHisto
         split=history.split[keep],
         predicted=history.predicted[:, keep],
         **{name: getattr(history, name)[:, keep] for name in FLOAT_FIELDS},
+        **{name: getattr(history, name)[:, keep] for name in OPTIONAL_FLOAT_FIELDS if getattr(history, name) is not None},
     )

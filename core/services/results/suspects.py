@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import NoisyLabels
 from core.audit_config import DEFAULT_SCORE
-from core.score_registry import EPOCH_SCORE_NAMES, SCORE_NAMES
+from core.score_registry import EPOCH_SCORE_NAMES, SCORE_BY_NAME, SCORE_NAMES, offered_score_names
 from core.services import InvalidParameterError, NotFoundError
 from core.services.artifacts import JobArtifacts
 from core.services.results.cursors import decode_cursor, encode_cursor
@@ -75,6 +75,10 @@ def suspects_page(
     name = score or default_score(job)
     if name not in SCORE_NAMES:
         raise InvalidParameterError(f"unknown score {name!r}; scores are {', '.join(SCORE_NAMES)}")
+    if not SCORE_BY_NAME[name].offered_by(job.config):
+        raise InvalidParameterError(
+            f"job {job.id} has no score {name!r}; its scores are {', '.join(offered_score_names(job.config))}"
+        )
     by_rank = score is None and epoch is None
     order = "rank" if by_rank else f"{name}@{epoch or 'aggregate'}"
     after = decode_cursor(cursor, order)

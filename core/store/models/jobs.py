@@ -56,6 +56,10 @@ class AuditJob(Base):
     previous_job_id: Mapped[int | None] = mapped_column(ForeignKey("audit_jobs.id", ondelete="SET NULL"))
     warm_start: Mapped[bool] = mapped_column(default=False, server_default=false())
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("audit_schedules.id", ondelete="SET NULL"))
+    # The samples whose labels the audit trusts, {"<sample index>": class index}: reviewers'
+    # agreed verdicts, snapshot when the re-audit was started (`core.services.reaudits`), so that
+    # a retried or resumed execution trains on the same set. NULL: no trusted set.
+    trusted: Mapped[dict[str, Any] | None]
 
     owner: Mapped[Owner] = relationship(lazy="raise")
     dataset_version: Mapped[DatasetVersion] = relationship(lazy="raise")
@@ -86,6 +90,8 @@ class SampleEpoch(Base):
     predicted: Mapped[int] = mapped_column(Integer)
     margin: Mapped[float | None] = mapped_column(REAL)
     el2n: Mapped[float | None] = mapped_column(REAL)
+    # Recorded by some runs only (`core.dynamics.OPTIONAL_FLOAT_FIELDS`), NULL for the others.
+    fbr_agreement: Mapped[float | None] = mapped_column(REAL)
 
 
 class LilawTrajectoryPoint(Base):
@@ -127,6 +133,7 @@ class SampleScore(Base):
     forgetting: Mapped[float | None] = mapped_column(REAL)
     cl_self_confidence: Mapped[float | None] = mapped_column(REAL)
     cl_normalized_margin: Mapped[float | None] = mapped_column(REAL)
+    fbr_agreement: Mapped[float | None] = mapped_column(REAL)
 
     def scores(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in SCORE_NAMES}
