@@ -109,7 +109,7 @@ def up_command(args: argparse.Namespace) -> int:
                 f"Data in {settings.data_dir.resolve()}\n"
                 f"Create an API key here, or elsewhere with LILAW_DATA_DIR={settings.data_dir.resolve()}:\n"
                 f"  lilaw-audit create-key --owner NAME\n"
-                f"Ctrl-C stops the API, the worker and beat.\n",
+                f"Ctrl-C stops the API, the audit and webhook workers, and beat.\n",
                 file=sys.stderr,
             )
             stack.ended.wait()

@@ -9,6 +9,8 @@ from torch import nn
 
 from core.errors import ConfigError
 
+MAX_MODEL_PARAMETERS = 100_000_000  # a timm backbone's parameters, checked at submit
+
 BUILTIN_MODELS = ("small-cnn", "mlp", "cnn1d", "lstm", "linear")
 _BUILTIN_MODALITY = {"small-cnn": "image", "mlp": "tabular", "cnn1d": "timeseries", "lstm": "timeseries", "linear": "tabular"}
 
@@ -141,6 +143,22 @@ def check_model(name: str, modality: str) -> None:
         raise ConfigError(f"unknown model {name!r}: use one of {', '.join(BUILTIN_MODELS)} or a timm model name")
     if modality != "image":
         raise ConfigError(f"timm model {name!r} needs image data; for {modality} data use one of {', '.join(BUILTIN_MODELS)}")
+    parameters = timm_parameter_count(name)
+    if parameters > MAX_MODEL_PARAMETERS:
+        raise ConfigError(
+            f"timm model {name!r} has {parameters / 1e6:.0f}M parameters; the limit is "
+            f"{MAX_MODEL_PARAMETERS / 1e6:.0f}M (use a smaller backbone, or embeddings mode)"
+        )
+
+
+def timm_parameter_count(name: str) -> int:
+    """The parameters of timm model `name` (3 input channels, its default head), counted on the
+    meta device: no memory is allocated and nothing is downloaded."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    return sum(parameter.numel() for parameter in model.parameters())
 
 
 def build_model(
@@ -182,7 +200,12 @@ def _build_builtin(name: str, input_shape: tuple[int, ...], num_classes: int) ->
 
 
 def _build_timm(name: str, input_shape: tuple[int, ...], num_classes: int, pretrained: bool) -> nn.Module:
+    import os
+
     import timm
+
+    # Pretrained weights come from the local cache only: a worker never waits on the model hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0])

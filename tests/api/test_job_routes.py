@@ -67,6 +67,7 @@ def test_submit_stores_the_job_then_queues_its_task(client, alice, sessions, ima
         ({"epochs": -3}, "epochs"),
         ({"model": "no-such-net"}, "unknown model 'no-such-net'"),
         ({"model": "resnet18", "dataset": "tabular"}, "needs image data"),
+        ({"model": "vit_huge_patch14_224"}, "631M parameters; the limit is 100M"),
         ({"inject_noise": "gaussian:0.3"}, "gaussian"),
         ({"inject_noise": "uniform:1.5"}, "rate"),
         ({"cross_fit": 1}, "cross-fit"),

@@ -43,7 +43,7 @@ def test_default_model_follows_the_modality_and_image_size():
 @pytest.mark.parametrize(
     ("name", "modality", "message"),
     [("no-such-net", "image", "unknown model"), ("resnet18", "tabular", "needs image data"),
-     ("mlp", "image", "is for tabular data")],
+     ("mlp", "image", "is for tabular data"), ("vit_huge_patch14_224", "image", "the limit is 100M")],
 )
 def test_unusable_model_names_are_refused(name, modality, message):
     with pytest.raises(ConfigError, match=message):
