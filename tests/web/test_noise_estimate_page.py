@@ -49,3 +49,8 @@ def test_the_job_page_shows_the_estimate_and_opens_the_queue_on_a_pair(page, ser
             f"/jobs/{job['id']}/review-queue", params={"given": top["given"], "likely": top["likely"], "limit": 500}
         ).raise_for_status().json()
     assert len(labels) == min(len(pair["items"]), 30)
+    # The queue itself shows the stopping point for the pair it is opened on.
+    page.wait_for_selector("#estimate:not([hidden])")
+    assert page.inner_text("#estimate") == (
+        f"about {round(top['estimated_errors'])} likely errors in {top['given']} → {top['likely']} · {top['found']} found"
+    )

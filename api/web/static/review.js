@@ -334,6 +334,28 @@
         : `saving ${outbox.length}…`;
   }
 
+  // The stopping point: how many label errors the job's noise estimate says the dataset (or the
+  // "given → likely" pair the queue is opened on) holds, against what reviewers have found.
+  let estimateTimer = null;
+  function refreshEstimate(delay = 0) {
+    clearTimeout(estimateTimer);
+    estimateTimer = setTimeout(async () => {
+      let estimate;
+      try {
+        estimate = await api("GET", `/jobs/${jobId}/noise-estimate?pairs=100`);
+      } catch (error) {
+        return; // no stored probabilities (older jobs): the line stays hidden
+      }
+      const query = new URLSearchParams(location.search);
+      const pair = estimate.pairs.find((p) => p.given === query.get("given") && p.likely === query.get("likely"));
+      const scope = pair ? `${pair.given} → ${pair.likely}` : "this dataset";
+      const errors = Math.round(pair ? pair.estimated_errors : estimate.estimated_errors);
+      const line = pair ? `${pair.found} found` : `${estimate.reviewed} reviewed · ${estimate.found} found`;
+      $("estimate").textContent = `about ${errors} likely errors in ${scope} · ${line}`;
+      $("estimate").hidden = false;
+    }, delay);
+  }
+
   // ------------------------------------------------------------ moving
 
   function markCurrent(card, current) {
@@ -465,6 +487,7 @@
       if (undoEntry) undoEntry.decisionId = decision.id;
       for (const later of outbox) if (later.targetClientId === entry.clientId) later.decisionId = decision.id;
       storedChange(entry.sampleIndex, (item) => replaceMine(item, decision));
+      refreshEstimate(1000);
       return;
     }
     if (entry.decisionId === null || entry.decisionId === undefined) return; // its decision was refused
@@ -711,6 +734,7 @@
   showKeys();
   restoreOutbox();
   showCounts();
+  refreshEstimate();
   (async () => {
     await loadUndoHistory();
     pump();
