@@ -113,12 +113,8 @@ def get_thumbnail(
     """A PNG thumbnail of an image sample (longer side at most 128 px), rendered once per dataset
     and cached: send the ETag back in If-None-Match."""
     job = jobs.get_job(session, reviewer.owner_id, job_id)
-    etag = f'"{job.dataset_version.blob_sha256[:32]}-{THUMBNAIL_SIDE}-{sample_index}"'
-    headers = {"ETag": etag, "Cache-Control": THUMBNAIL_CACHE_CONTROL}
-    if if_none_match == etag:
-        return Response(status_code=304, headers=headers)
-    session.commit()  # the first thumbnail renders them all: not under SQLite's write lock
-    return Response(reviews.thumbnail(job, settings, sample_index), media_type="image/png", headers=headers)
+    return _cached_png(session, job, f"{THUMBNAIL_SIDE}-{sample_index}", if_none_match,
+                       lambda: reviews.thumbnail(job, settings, sample_index))  # fmt: skip
 
 
 @router.get(
@@ -137,12 +133,20 @@ def get_full_image(
     """A PNG of an image sample at the dataset's size (the thumbnail may be scaled down), cached
     like the thumbnails."""
     job = jobs.get_job(session, reviewer.owner_id, job_id)
-    etag = f'"{job.dataset_version.blob_sha256[:32]}-full-{sample_index}"'
+    return _cached_png(session, job, f"full-{sample_index}", if_none_match,
+                       lambda: sample_images.full_image_png(job, settings, sample_index))  # fmt: skip
+
+
+def _cached_png(
+    session: Session, job: AuditJob, name: str, if_none_match: str | None, render: Callable[[], bytes]
+) -> Response:
+    """A PNG of the job's dataset version under an ETag (304 when the client has it)."""
+    etag = f'"{job.dataset_version.blob_sha256[:32]}-{name}"'
     headers = {"ETag": etag, "Cache-Control": THUMBNAIL_CACHE_CONTROL}
     if if_none_match == etag:
         return Response(status_code=304, headers=headers)
-    session.commit()  # a first zoom may render them all: not under SQLite's write lock
-    return Response(sample_images.full_image_png(job, settings, sample_index), media_type="image/png", headers=headers)
+    session.commit()  # the first one renders them all: not under SQLite's write lock
+    return Response(render(), media_type="image/png", headers=headers)
 
 
 @router.post(

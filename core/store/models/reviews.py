@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.store.models.base import Base, created_at_column
+from core.store.models.base import Base, created_at_column, status_enum
 from core.verdicts import Verdict, outcome, verdict_flag
 
 
@@ -36,15 +36,7 @@ class Decision(Base):
     sample_id: Mapped[str] = mapped_column(String(255))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("audit_jobs.id", ondelete="SET NULL"), index=True)
     reviewer: Mapped[str] = mapped_column(String(100))
-    verdict: Mapped[Verdict] = mapped_column(
-        Enum(
-            Verdict,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda verdicts: [verdict.value for verdict in verdicts],
-        )
-    )
+    verdict: Mapped[Verdict] = mapped_column(status_enum(Verdict))
     given_label: Mapped[str] = mapped_column(String(255))
     label: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at_column()
