@@ -215,7 +215,9 @@ def keys_list_command(args: argparse.Namespace) -> int:
             for key in keys
         ]
 
-    found = auth.in_database(get_settings(), rows)
+    settings = get_settings()
+    require_existing_database(settings)
+    found = auth.in_database(settings, rows)
     if not found:
         print(f"no keys of owner {args.owner!r}", file=sys.stderr)
         return 0
@@ -233,9 +235,11 @@ def keys_create_command(args: argparse.Namespace) -> int:
     from core.settings import get_settings
     from core.store.models import utcnow
 
+    settings = get_settings()
+    require_existing_database(settings)
     expires_at = None if args.expires_in_days is None else utcnow() + timedelta(days=args.expires_in_days)
     key = auth.in_database(
-        get_settings(),
+        settings,
         lambda session: auth.create_api_key(
             session, args.owner, reviewer=args.reviewer, role=args.role, expires_at=expires_at
         ),
@@ -254,7 +258,9 @@ def keys_revoke_command(args: argparse.Namespace) -> int:
         owner = session.query(Owner).filter_by(name=args.owner).one_or_none()
         auth.revoke_api_key(session, -1 if owner is None else owner.id, args.key_id)
 
-    auth.in_database(get_settings(), revoke)
+    settings = get_settings()
+    require_existing_database(settings)
+    auth.in_database(settings, revoke)
     print(f"key {args.key_id} of {args.owner!r} revoked", file=sys.stderr)
     return 0
 

@@ -194,6 +194,8 @@ def test_create_key_from_another_folder_refuses_to_start_a_new_database(
     code, out, err = run(capsys, "create-key", "--owner", "dana")
     assert (code, out) == (2, "")
     assert f"no LiLAW database in the data dir {elsewhere / 'lilaw-data'}" in err and "LILAW_DATA_DIR" in err
+    for command in (["keys", "create", "--owner", "dana"], ["keys", "list", "--owner", "dana"]):
+        assert run(capsys, *command)[0] == 2, command
     assert not (elsewhere / "lilaw-data" / "lilaw.sqlite").exists()
 
     # Pointed at the server's data dir, the key it prints is one the server accepts.
