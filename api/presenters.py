@@ -29,6 +29,7 @@ from api.schemas import (
     TrajectoryPointPublic,
     WeightHistoryPublic,
 )
+from api.schemas.review import CommentPublic
 from core.dynamics import SPLIT_NAMES
 from core.score_registry import ORIENTATION, SCORE_NAMES
 from core.services.decisions import SampleDecisions
@@ -203,6 +204,7 @@ def queue_item_public(job_id: int, item: QueueItem, class_names: list[str], moda
         values=item.values,
         thumbnail_url=thumbnail if modality == "image" else None,
         review=None if item.review is None else sample_decisions_public(item.review),
+        comments=[CommentPublic.model_validate(comment) for comment in item.comments],
     )
 
 

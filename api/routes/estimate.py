@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query
 
 from api.deps import CurrentOwner, SessionDep, SettingsDep
+from api.routes.jobs import job_lookup_errors
 from api.schemas import ErrorPublic
 from api.schemas.common import DbId
 from api.schemas.estimate import ClassNoisePublic, ConfusionPairPublic, NoiseEstimatePublic
@@ -16,14 +17,7 @@ from core.services import jobs
 from core.services.artifacts import job_artifacts
 from core.services.results.noise_summary import NoiseSummary, noise_summary
 
-router = APIRouter(
-    tags=["results"],
-    responses={
-        401: {"model": ErrorPublic, "description": "missing or invalid API key"},
-        404: {"model": ErrorPublic, "description": "no such job of the caller's"},
-        422: {"model": ErrorPublic, "description": "invalid request"},
-    },
-)
+router = APIRouter(tags=["results"], responses=job_lookup_errors())
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -14,15 +14,18 @@ from core.services import jobs
 from core.services.audit_options import audit_config
 from core.statuses import JobStatus
 
-router = APIRouter(
-    prefix="/jobs",
-    tags=["jobs"],
-    responses={
+
+def job_lookup_errors(missing: str = "job") -> dict[int | str, dict[str, Any]]:
+    """The errors of a route that looks up one of the caller's jobs (`missing`: what may be
+    missing), for its router's `responses`."""
+    return {
         401: {"model": ErrorPublic, "description": "missing or invalid API key"},
-        404: {"model": ErrorPublic, "description": "no such job (or dataset) of the caller's"},
+        404: {"model": ErrorPublic, "description": f"no such {missing} of the caller's"},
         422: {"model": ErrorPublic, "description": "invalid request"},
-    },
-)
+    }
+
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=job_lookup_errors("job (or dataset)"))
 
 
 @router.post(

@@ -31,7 +31,8 @@ from api.schemas.team import (
     TeamViewerPublic,
     UnassignedPublic,
 )
-from core.services import assignments, jobs
+from core.services import assignments, comments, jobs
+from core.services import team_report as team_reports  # the route `team_report` takes the plain name
 from core.services.artifacts import job_artifacts
 from core.store.models import SampleScore
 
@@ -145,7 +146,7 @@ def list_conflicts(
     found = assignments.conflicts(
         session, reviewer, job, job_artifacts(settings, job), include_resolved=include_resolved
     )
-    comments = assignments.comments_of(session, [d.id for review in found for d in review.decisions])
+    by_decision = comments.comments_of(session, [d.id for review in found for d in review.decisions])
     ranked = select(SampleScore.sample_index, SampleScore.rank).where(
         SampleScore.job_id == job.id, SampleScore.sample_index.in_([review.sample_index for review in found])
     )
@@ -162,7 +163,7 @@ def list_conflicts(
             decisions=[
                 CommentedDecisionPublic(
                     **DecisionPublic.model_validate(decision).model_dump(),
-                    comments=[CommentPublic.model_validate(c) for c in comments.get(decision.id, [])],
+                    comments=[CommentPublic.model_validate(c) for c in by_decision.get(decision.id, [])],
                 )
                 for decision in review.applicable
             ],
@@ -200,13 +201,13 @@ def add_comment(
 ) -> CommentPublic:
     """Comment on a decision the caller may see (theirs, or one on a sample that is not blind or
     that they decided too; the lead and adjudicators see all)."""
-    return CommentPublic.model_validate(assignments.add_comment(session, reviewer, decision_id, body.text))
+    return CommentPublic.model_validate(comments.add_comment(session, reviewer, decision_id, body.text))
 
 
 @router.get("/decisions/{decision_id}/comments")
 def list_comments(decision_id: DbId, reviewer: CurrentReviewer, session: SessionDep) -> list[CommentPublic]:
     """The comments on a decision, oldest first."""
-    return [CommentPublic.model_validate(c) for c in assignments.decision_comments(session, reviewer, decision_id)]
+    return [CommentPublic.model_validate(c) for c in comments.decision_comments(session, reviewer, decision_id)]
 
 
 @router.get("/jobs/{job_id}/team")
@@ -217,7 +218,7 @@ def team_report(
     decisions, decisions per hour) and agreement: Cohen's kappa for each pair of reviewers on the
     samples both decided, Fleiss' kappa over every sample with two or more decisions."""
     job = jobs.get_job(session, reviewer.owner_id, job_id)
-    report = assignments.team_report(session, job, job_artifacts(settings, job))
+    report = team_reports.team_report(session, job, job_artifacts(settings, job))
     lead = assignments.is_lead(session, reviewer)
     return TeamReportPublic(
         job_id=job.id,

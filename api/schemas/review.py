@@ -43,6 +43,16 @@ class DecisionPublic(Schema):
     client_id: str | None = Field(None, description="the client's id for it, when it sent one")
 
 
+class CommentPublic(Schema):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    decision_id: int
+    author: str
+    text: str
+    created_at: datetime
+
+
 class ReviewerDecisionPublic(DecisionPublic):
     sample_index: int = Field(description="the sample's index in the job's dataset version")
 
@@ -100,6 +110,7 @@ class QueueItemPublic(Schema):
     values: list | None = Field(description="a row's first values, or a series per channel; null for images")
     thumbnail_url: str | None = Field(description="images: a PNG thumbnail")
     review: SampleDecisionsPublic | None
+    comments: list[CommentPublic] = Field(description="the comments on the decisions in `review`, oldest first")
 
 
 class ReviewProgressPublic(Schema):

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import ConfigDict, Field
 
 from api.schemas.common import DbId, SampleIndex, Schema
-from api.schemas.review import DecisionPublic
+from api.schemas.review import CommentPublic, DecisionPublic
 from core.verdicts import Verdict
 
 Rank = DbId  # 1 = most suspicious
@@ -55,16 +55,6 @@ class CommentCreate(Schema):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=4_000)
-
-
-class CommentPublic(Schema):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    decision_id: int
-    author: str
-    text: str
-    created_at: datetime
 
 
 class CommentedDecisionPublic(DecisionPublic):

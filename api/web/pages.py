@@ -141,11 +141,9 @@ def job_list(request: Request, viewer: PageViewer, session: SessionDep) -> Respo
 def job_page(
     job_id: DbId, request: Request, viewer: PageViewer, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    if viewer is None:
-        return _to_login(request)
-    job = _job(session, viewer, job_id)
-    if job is None:
-        return _not_found(request, viewer, job_id)
+    job = _viewed_job(request, viewer, session, job_id)
+    if isinstance(job, Response):
+        return job
     report = None
     if job.previous_job_id is not None and job.status is JobStatus.SUCCEEDED:
         report = reaudits.reaudit_report(session, job, job_artifacts(settings, job), limit=REPORT_LISTED_SAMPLES)
@@ -154,11 +152,9 @@ def job_page(
 
 @router.get("/jobs/{job_id}/review")
 def review_page(job_id: DbId, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
-    if viewer is None:
-        return _to_login(request)
-    job = _job(session, viewer, job_id)
-    if job is None:
-        return _not_found(request, viewer, job_id)
+    job = _viewed_job(request, viewer, session, job_id)
+    if isinstance(job, Response):
+        return job
     version = job.dataset_version
     data = {
         "job_id": job.id,
@@ -170,11 +166,15 @@ def review_page(job_id: DbId, request: Request, viewer: PageViewer, session: Ses
     return _page(request, "review.html", viewer, job=job, data=data)
 
 
-def _job(session: Session, viewer: KeyHolder, job_id: DbId) -> AuditJob | None:
+def _viewed_job(request: Request, viewer: KeyHolder | None, session: Session, job_id: DbId) -> AuditJob | Response:
+    """The viewer's job, or the page to answer instead: the login page when no one is logged in,
+    the not-found page when the viewer has no such job."""
+    if viewer is None:
+        return _to_login(request)
     try:
         return jobs.get_job(session, viewer.owner.id, job_id)
     except NotFoundError:
-        return None
+        return _not_found(request, viewer, job_id)
 
 
 def _page(

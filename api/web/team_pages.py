@@ -9,18 +9,16 @@ from fastapi.responses import Response
 
 from api.deps import PageViewer, SessionDep
 from api.schemas.common import DbId
-from api.web.pages import _job, _not_found, _page, _to_login
+from api.web.pages import _page, _viewed_job
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 @router.get("/jobs/{job_id}/adjudicate")
 def adjudicate_page(job_id: DbId, request: Request, viewer: PageViewer, session: SessionDep) -> Response:
-    if viewer is None:
-        return _to_login(request)
-    job = _job(session, viewer, job_id)
-    if job is None:
-        return _not_found(request, viewer, job_id)
+    job = _viewed_job(request, viewer, session, job_id)
+    if isinstance(job, Response):
+        return job
     version = job.dataset_version
     data = {"job_id": job.id, "class_names": version.class_names, "reviewer": viewer.reviewer}
     return _page(request, "adjudicate.html", viewer, job=job, data=data)

@@ -1,29 +1,27 @@
 """Team review of a job: the lead assigns samples to reviewers, optionally blind with k reviewers
-per sample; an adjudicator resolves the samples they disagree on; anyone on the sample comments
-on a decision; `team_report` sums up each reviewer's progress, speed and agreement.
+per sample; an adjudicator resolves the samples they disagree on. Comments on decisions are
+`comments`; the team's progress, speed and agreement are `team_report`.
 
 Roles. The lead of a job is its owner's own key (a key without a reviewer name acts under the
 owner's name). The lead assigns, names adjudicators and adjudicates; an adjudicator (named per
 job) adjudicates. Reviewers are the reviewer names of the owner's keys.
 
 Blind review. A sample assigned blind shows a reviewer who has not decided it yet none of the
-other reviewers' verdicts (`visible_review`) nor their comments; disagreeing reviewers make
+other reviewers' verdicts (`QueueView.visible`) nor their comments; disagreeing reviewers make
 nothing known about it until an adjudicator gives the final verdict (`SampleDecisions.flag`).
 """
 
 from __future__ import annotations
 
 import itertools
-import statistics
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.agreement import cohen_kappa, fleiss_kappa
-from core.services import ConflictError, InvalidParameterError, NotFoundError, PermissionDeniedError, decisions
+from core.services import ConflictError, InvalidParameterError, PermissionDeniedError, decisions
 from core.services.artifacts import JobArtifacts
 from core.services.decisions import Reviewer, SampleDecisions
 from core.store.models import (
@@ -32,16 +30,11 @@ from core.store.models import (
     ApiKey,
     Assignment,
     AuditJob,
-    Dataset,
-    Decision,
-    DecisionComment,
     Owner,
     Sample,
     SampleScore,
 )
 from core.verdicts import Verdict
-
-MAX_COMMENT_LENGTH = 4_000
 
 
 # ------------------------------------------------------------------ roles
@@ -344,190 +337,6 @@ def adjudicate(
     session.add(adjudication)
     session.flush()
     return adjudication
-
-
-# ------------------------------------------------------------------ comments
-
-
-def add_comment(session: Session, author: Reviewer, decision_id: int, text: str) -> DecisionComment:
-    """A comment by `author` on a decision they may see."""
-    text = text.strip()
-    if not 0 < len(text) <= MAX_COMMENT_LENGTH:
-        raise InvalidParameterError(f"a comment has 1 to {MAX_COMMENT_LENGTH} characters")
-    decision = _visible_decision(session, author, decision_id)
-    comment = DecisionComment(decision_id=decision.id, author=author.name, text=text)
-    session.add(comment)
-    session.flush()
-    return comment
-
-
-def decision_comments(session: Session, viewer: Reviewer, decision_id: int) -> list[DecisionComment]:
-    _visible_decision(session, viewer, decision_id)
-    return comments_of(session, [decision_id]).get(decision_id, [])
-
-
-def comments_of(session: Session, decision_ids: Collection[int]) -> dict[int, list[DecisionComment]]:
-    """The comments on each decision, oldest first."""
-    found: dict[int, list[DecisionComment]] = {}
-    if not decision_ids:
-        return found
-    statement = (
-        select(DecisionComment)
-        .where(DecisionComment.decision_id.in_(list(decision_ids)))
-        .order_by(DecisionComment.id)
-    )
-    for comment in session.scalars(statement):
-        found.setdefault(comment.decision_id, []).append(comment)
-    return found
-
-
-def _visible_decision(session: Session, viewer: Reviewer, decision_id: int) -> Decision:
-    """The decision, when the viewer may see it: their own, or not blind, or they decided the
-    sample too, or they adjudicate its job."""
-    decision = session.scalar(
-        select(Decision).join(Dataset).where(Decision.id == decision_id, Dataset.owner_id == viewer.owner_id)
-    )
-    if decision is None:
-        raise NotFoundError(f"decision {decision_id} not found")
-    if decision.reviewer == viewer.name or is_lead(session, viewer):
-        return decision
-    blind = session.scalar(
-        select(func.count())
-        .select_from(Assignment)
-        .where(
-            Assignment.dataset_id == decision.dataset_id,
-            Assignment.sample_id == decision.sample_id,
-            Assignment.blind,
-        )
-    )
-    if not blind:
-        return decision
-    own = session.scalar(
-        select(func.count())
-        .select_from(Decision)
-        .where(
-            Decision.dataset_id == decision.dataset_id,
-            Decision.sample_id == decision.sample_id,
-            Decision.reviewer == viewer.name,
-            Decision.undone_at.is_(None),
-        )
-    )
-    adjudicates = decision.job_id is not None and session.get(Adjudicator, (decision.job_id, viewer.name)) is not None
-    if own or adjudicates:
-        return decision
-    raise PermissionDeniedError(f"decision {decision_id} is on a blind sample you have not decided yet")
-
-
-# ------------------------------------------------------------------ the team's report
-
-
-@dataclass(frozen=True)
-class ReviewerStats:
-    reviewer: str
-    assigned: int
-    decided: int  # of the assigned samples, those the reviewer decided
-    decisions: int  # samples of the job the reviewer's decision applies to, assigned or not
-    median_seconds_between: float | None
-    decisions_per_hour: float | None  # 3600 / the median gap, so that breaks do not count
-
-    @property
-    def remaining(self) -> int:
-        return self.assigned - self.decided
-
-
-@dataclass(frozen=True)
-class PairAgreement:
-    first: str
-    second: str
-    shared: int  # samples both decided
-    agreeing: int
-    cohen_kappa: float | None
-
-
-@dataclass(frozen=True)
-class TeamReport:
-    reviewers: list[ReviewerStats]
-    pairs: list[PairAgreement]
-    fleiss_kappa: float | None
-    fleiss_samples: int  # samples with at least two reviewers' decisions
-    assigned_samples: int
-    blind_samples: int
-    open_conflicts: int
-    adjudicated: int
-    adjudicators: list[str]
-
-
-def team_report(session: Session, job: AuditJob, artifacts: JobArtifacts) -> TeamReport:
-    """Each reviewer's progress on their assignments, their speed, and the agreement between
-    reviewers on the samples they share (their verdicts as the label each would leave)."""
-    reviews = decisions.job_decisions(session, job, artifacts)
-    assignments = session.execute(
-        select(Assignment.sample_index, Assignment.reviewer, Assignment.blind).where(Assignment.job_id == job.id)
-    ).all()
-    assigned: dict[str, set[int]] = {}
-    for index, name, _ in assignments:
-        assigned.setdefault(name, set()).add(index)
-    ratings: dict[str, dict[int, str]] = {}  # reviewer -> sample index -> outcome
-    for review in reviews.values():
-        for decision in review.applicable:
-            ratings.setdefault(decision.reviewer, {})[review.sample_index] = decision.outcome
-    gaps = _decision_gaps(session, job)
-    names = sorted(set(assigned) | set(ratings))
-    stats = []
-    for name in names:
-        mine, rated = assigned.get(name, set()), ratings.get(name, {})
-        median = statistics.median(gaps[name]) if gaps.get(name) else None
-        stats.append(
-            ReviewerStats(
-                reviewer=name,
-                assigned=len(mine),
-                decided=sum(index in rated for index in mine),
-                decisions=len(rated),
-                median_seconds_between=median,
-                decisions_per_hour=None if not median else 3600.0 / median,
-            )
-        )
-    pairs = []
-    for first, second in itertools.combinations(names, 2):
-        a, b = ratings.get(first, {}), ratings.get(second, {})
-        shared = sorted(set(a) & set(b))
-        if not shared:
-            continue
-        pairs.append(
-            PairAgreement(
-                first=first,
-                second=second,
-                shared=len(shared),
-                agreeing=sum(a[index] == b[index] for index in shared),
-                cohen_kappa=cohen_kappa([a[index] for index in shared], [b[index] for index in shared]),
-            )
-        )
-    subjects = [[decision.outcome for decision in review.applicable] for review in reviews.values()]
-    subjects = [subject for subject in subjects if len(subject) >= 2]
-    return TeamReport(
-        reviewers=stats,
-        pairs=pairs,
-        fleiss_kappa=fleiss_kappa(subjects),
-        fleiss_samples=len(subjects),
-        assigned_samples=len({index for index, _, _ in assignments}),
-        blind_samples=len({index for index, _, blind in assignments if blind}),
-        open_conflicts=sum(review.conflict for review in reviews.values()),
-        adjudicated=sum(review.adjudicated and review.disagree for review in reviews.values()),
-        adjudicators=adjudicators(session, job),
-    )
-
-
-def _decision_gaps(session: Session, job: AuditJob) -> dict[str, list[float]]:
-    """Seconds between each reviewer's consecutive decisions made in the job (undone ones too:
-    they are work done)."""
-    times: dict[str, list] = {}
-    statement = select(Decision.reviewer, Decision.created_at).where(Decision.job_id == job.id).order_by(Decision.id)
-    for name, created_at in session.execute(statement):
-        times.setdefault(name, []).append(created_at)
-    return {
-        name: [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(sorted(stamps))]
-        for name, stamps in times.items()
-    }
 
 
 # ------------------------------------------------------------------ checks

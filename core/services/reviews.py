@@ -4,12 +4,13 @@ the review has come, and the corrected labels to export.
 A queue item carries the sample's preview (the rows and series inline; images are fetched as
 thumbnails, `previews`), the job's label, the trained model's top classes (`predictions`), the
 sample's W_alpha / W_beta / W_delta at every epoch, and the decisions that count on it
-(`decisions`). The queue is in the job's rank order and filtered like the suspects, plus by
-review status: undecided (the default: no decision applies, or the sample was decided in an
-earlier audit and this one ranks it markedly more suspicious: `reaudits.reopened_samples`),
-decided, conflicting, or all. With a viewer, the queue is theirs (`QueueScope`: by default
-only their assigned samples once the job has assignments), and a sample assigned blind shows
-them no other reviewer's verdict until they decided it (`assignments.QueueView`).
+(`decisions`) with their comments. The queue is in the job's rank order and filtered like the
+suspects, plus by review status: undecided (the default: no decision applies, or the sample was
+decided in an earlier audit and this one ranks it markedly more suspicious:
+`reaudits.reopened_samples`), decided, conflicting, or all. With a viewer, the queue is theirs
+(`QueueScope`: by default only their assigned samples once the job has assignments), and a
+sample assigned blind shows them no other reviewer's verdict, nor its comments, until they
+decided it (`assignments.QueueView`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import InvalidParameterError, NotFoundError, decisions, predictions, previews, reaudits, results
-from core.services import assignments
+from core.services import assignments, comments
 from core.services.artifacts import JobArtifacts, TopClasses, job_artifacts
 from core.services.decisions import Reviewer, SampleDecisions
 from core.services.results import noise_summary
 from core.settings import Settings
-from core.store.models import AuditJob, Decision, Sample
+from core.store.models import Adjudication, AuditJob, Decision, DecisionComment, Sample
 from core.store.queries import weight_histories
 from core.verdicts import REMOVED
 
@@ -71,6 +72,7 @@ class QueueItem:
     top_classes: list[tuple[int, float]]  # (class index, probability), most probable first
     weights: dict[str, list] | None  # "epoch", "w_alpha", "w_beta", "w_delta"
     values: list | None  # a row's values or a series per channel; None for images
+    comments: tuple[DecisionComment, ...] = ()  # on the decisions in `review`, oldest first
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,15 @@ class ExportedSample:
             return "conflict"
         return "remove" if outcome == REMOVED else "keep" if outcome == self.given_label else "relabel"
 
+    @property
+    def reviewers(self) -> str:
+        """Who decided what, oldest first, then the adjudicator's final verdict when one settled it."""
+        said = [f"{decision.reviewer}: {_described(decision)}" for decision in self.decisions]
+        if self.review is not None and self.review.adjudicated:
+            adjudication = self.review.adjudication
+            said.append(f"{adjudication.adjudicator} (adjudicator): {_described(adjudication)}")
+        return "; ".join(said)
+
     def row(self) -> dict[str, Any]:
         """The sample as a row of `EXPORT_COLUMNS`."""
         outcome = None if self.review is None else self.review.outcome
@@ -111,7 +122,7 @@ class ExportedSample:
             "removed": outcome == REMOVED,
             "is_mislabeled": None if self.review is None else self.review.flag,
             "conflict": self.verdict == "conflict",
-            "reviewers": "; ".join(f"{decision.reviewer}: {_described(decision)}" for decision in self.decisions),
+            "reviewers": self.reviewers,
             "decided_at": None if decided_at is None else decided_at.isoformat(),
             "known_mislabeled": self.known_mislabeled,
         }
@@ -226,23 +237,25 @@ def review_queue(
     )
     indexes = [ranked.suspect.sample_index for ranked in page.suspects]
     weights = weight_histories(session, job.id, indexes)
+    shown = {index: reviews.get(index) if view is None else view.visible(reviews.get(index)) for index in indexes}
+    said = comments.comments_of(session, [d.id for review in shown.values() if review for d in review.decisions])
     items = [
         QueueItem(
             suspect=ranked,
-            review=reviews.get(index) if view is None else view.visible(reviews.get(index)),
+            review=shown[index],
             top_classes=[] if top is None else _top_classes(top, index),
             weights=weights.get(index),
             values=None if values is None else previews.sample_values(values, index),
+            comments=_comments_on(shown[index], said),
         )
         for ranked, index in zip(page.suspects, indexes)
     ]
     progress = None
     if cursor is None:
-        progress = ReviewProgress(
-            total=results.count_suspects(session, job, artifacts, only=mine, **filters),
-            decided=results.count_suspects(session, job, artifacts, only=_within(decided, mine), **filters),
-            conflicts=results.count_suspects(session, job, artifacts, only=_within(conflicts, mine), **filters),
+        counts = results.count_suspects(
+            session, job, artifacts, only=mine, within={"decided": decided, "conflicts": conflicts}, **filters
         )
+        progress = ReviewProgress(**counts)
     return ReviewQueue(items=items, next_cursor=page.next_cursor, progress=progress)
 
 
@@ -317,10 +330,6 @@ def _scoped_samples(scope: QueueScope, view: assignments.QueueView | None) -> fr
     return None
 
 
-def _within(indexes: set[int], scope: frozenset[int] | None) -> set[int]:
-    return indexes if scope is None else indexes & scope
-
-
 def _status_filter(
     status: ReviewStatus, decided: set[int], conflicts: set[int]
 ) -> tuple[Collection[int] | None, Collection[int]]:
@@ -333,11 +342,18 @@ def _status_filter(
     }[status]
 
 
+def _comments_on(
+    review: SampleDecisions | None, said: dict[int, list[DecisionComment]]
+) -> tuple[DecisionComment, ...]:
+    found = [] if review is None else [c for decision in review.decisions for c in said.get(decision.id, [])]
+    return tuple(sorted(found, key=lambda comment: comment.id))
+
+
 def _top_classes(top: TopClasses, index: int) -> list[tuple[int, float]]:
     return [(int(c), float(p)) for c, p in zip(top.classes[index], top.probabilities[index])]
 
 
-def _described(decision: Decision) -> str:
+def _described(decision: Decision | Adjudication) -> str:
     return f"relabel to {decision.label}" if decision.label is not None else decision.verdict.value
 
 

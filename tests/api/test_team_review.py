@@ -157,6 +157,8 @@ def test_blind_double_review_hides_verdicts_until_decided_and_waits_for_the_adju
     rows = list(csv.DictReader(io.StringIO(client.get(f"/jobs/{job_id}/export.csv", headers=alice).text)))
     row = next(row for row in rows if row["sample_index"] == str(index))
     assert (row["label"], row["verdict"], row["conflict"]) == (final, "relabel", "False")
+    # The reviewers column names who settled it, after the verdicts they settled.
+    assert row["reviewers"] == f"ana: relabel to {other(label)}; ben: keep; cy (adjudicator): relabel to {final}"
     assert client.get(f"/jobs/{job_id}/conflicts", headers=alice).json()["open"] == 0
     assert client.get(f"/jobs/{job_id}/conflicts", params={"include_resolved": True}, headers=alice).json()["samples"][0]["outcome"] == final
 
@@ -228,3 +230,25 @@ def _fleiss(outcomes: dict[str, list[str]], cy_decided: int) -> float:
     shares = [sum(subject.count(c) for subject in subjects) / total for c in categories]
     observed, chance = sum(per_subject) / len(subjects), sum(p * p for p in shares)
     return (observed - chance) / (1 - chance)
+
+
+def test_the_queue_shows_the_comments_a_reviewer_may_see(client, alice, team, finished_job):
+    job_id = finished_job.job_id
+    assign(client, alice, job_id, reviewers=["ana", "ben"], rank_from=1, rank_to=1, reviewers_per_sample=2, blind=True)
+    index = queue(client, team["ana"], job_id)["items"][0]["sample_index"]
+
+    def said(headers, **params) -> list[tuple[str, str]]:
+        item = next(item for item in queue(client, headers, job_id, **params)["items"] if item["sample_index"] == index)
+        return [(comment["author"], comment["text"]) for comment in item["comments"]]
+
+    made = decide(client, team["ana"], job_id, index, "keep")
+    assert client.post(f"/decisions/{made['id']}/comments", json={"text": "a clear 3"}, headers=team["ana"]).status_code == 201
+    assert said(team["ana"], status="decided") == [("ana", "a clear 3")]
+    # Blind: ben sees neither ana's verdict nor her comment before deciding himself.
+    assert said(team["ben"]) == []
+
+    kept = decide(client, team["ben"], job_id, index, "keep")
+    assert client.post(f"/decisions/{kept['id']}/comments", json={"text": "agreed"}, headers=team["ben"]).status_code == 201
+    both = [("ana", "a clear 3"), ("ben", "agreed")]
+    assert said(team["ben"], status="decided") == both
+    assert said(alice, status="all", scope="all") == both

@@ -122,11 +122,19 @@ def test_two_blind_reviewers_disagree_and_the_adjudicator_decides(browser, servi
     assert (row["label"], row["verdict"], row["conflict"]) == (final, "relabel", "False")
     assert team["open_conflicts"] == 0 and team["adjudicated"] == 1
 
-    # Now that ben decided, he sees ana's verdict and the adjudicated outcome is shown as agreed.
+    # The lead comments on ana's verdict.
+    with service.http() as http:
+        samples = http.get(f"/jobs/{job['id']}/decisions").raise_for_status().json()["samples"]
+        on_first = next(sample for sample in samples if sample["sample_index"] == first["sample_index"])
+        anas = next(decision for decision in on_first["decisions"] if decision["reviewer"] == "ana")
+        http.post(f"/decisions/{anas['id']}/comments", json={"text": "see the crossbar"}).raise_for_status()
+
+    # Now that ben decided, he sees ana's verdict and the comment on it.
     ben.reload()
     ben.select_option("#f-status", "decided")
     ben.wait_for_selector(f"{card}")
     assert "ana" in ben.inner_text(f"{card} .verdicts")
+    assert ben.inner_text(f"{card} .comments") == "1 comment · latest, team: see the crossbar"
 
     # The Team section fits a phone's width (its tables scroll within it).
     lead.set_viewport_size({"width": 390, "height": 800})

@@ -85,8 +85,9 @@
   async function adjudicate(sample, verdict, label) {
     try {
       await api("POST", `/jobs/${jobId}/adjudications`, { sample_index: sample.sample_index, verdict, label: label ?? null });
-      status(`Sample ${sample.sample_id}: ${verdict === "relabel" ? `relabelled to ${label}` : verdict === "keep" ? `kept as ${sample.label}` : "removed"}.`);
-      load();
+      const done = `Sample ${sample.sample_id}: ${verdict === "relabel" ? `relabelled to ${label}` : verdict === "keep" ? `kept as ${sample.label}` : "removed"}.`;
+      await load();  // the list first, so that what was just done is the message left shown
+      status(done);
     } catch (error) {
       status(error.message);
     }

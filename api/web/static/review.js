@@ -1,10 +1,10 @@
 // The review queue: suspects in rank order, one decision per keystroke, click or tap.
 //
 // Every decision is bound to the sample shown when its key was pressed and gets a client id at
-// that moment; an outbox sends decisions and undos one at a time, in order, retrying failed
-// sends with backoff (the server stores a repeated client id once). The outbox is kept in
-// localStorage, so a reload resumes it; the "reviewed" counter moves only when the server has
-// stored a change. Undo works back through the reviewer's own decisions, loaded from the server.
+// that moment; the outbox (outbox.js) sends decisions and undos one at a time, in order,
+// retrying failed sends, and keeps them in localStorage so that a reload resumes them. The
+// "reviewed" counter moves only when the server has stored a change. Undo works back through
+// the reviewer's own decisions, loaded from the server.
 "use strict";
 
 (() => {
@@ -13,14 +13,12 @@
   const PAGE_SIZE = 30;
   const LOOKAHEAD = 5;
   const UNDO_HISTORY = 50;
-  const RETRY_BASE_MS = 400;
-  const RETRY_MAX_MS = 8000;
+  const COMMENT_SHOWN = 140; // characters of the latest comment on a card
   const COMMANDS = new Set(["k", "x", "s", "u", "r", "/", "?"]);
   const CLASS_KEY_SEQUENCE = "1234567890qwetyiopadfghjlzcvbnm";
   const WEIGHT_COLORS = { w_alpha: "#2f5fd0", w_beta: "#e08a1e", w_delta: "#8e44ad" };
   const SERIES_COLORS = ["#17203a", "#2f5fd0", "#e08a1e"];
   const REMOVED = "(removed)";
-  const OUTBOX_KEY = `lilaw-review-outbox:${jobId}:${reviewer}`;
 
   const $ = (id) => document.getElementById(id);
   const queue = $("queue");
@@ -29,8 +27,15 @@
     generation: 0, abort: null, waiting: false,
   };
   const undoStack = []; // {decisionId, clientId, sampleIndex, sampleId}, newest last
-  let outbox = []; // {kind: "decide"|"undo", clientId, sampleIndex, sampleId, ...}, oldest first
-  let sending = null; // the outbox entry being sent
+  const outbox = Outbox.create({
+    storageKey: `lilaw-review-outbox:${jobId}:${reviewer}`,
+    send,
+    refused,
+    changed: (entry) => {
+      showCounts();
+      if (entry) refreshSample(entry.sampleIndex);
+    },
+  });
   const classKeys = assignClassKeys(classNames);
   const keyClasses = new Map([...classKeys].map(([name, key]) => [key, name]));
 
@@ -76,10 +81,6 @@
     return payload;
   }
 
-  const retriable = (error) => error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
-  const newClientId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
-  const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
-
   let toastTimer = null;
   function toast(message) {
     const node = $("toast");
@@ -106,7 +107,7 @@
 
   const isDecided = (item) => applicable(item).length > 0;
   const isConflict = (item) => new Set(applicable(item).map(outcome)).size > 1;
-  const pendingFor = (sampleIndex) => outbox.filter((entry) => entry.sampleIndex === sampleIndex).at(-1) || null;
+  const pendingFor = (sampleIndex) => outbox.pendingFor(sampleIndex);
   // Decided for moving on: stored, or a decision on its way.
   const isHandled = (item) => {
     const pending = pendingFor(item.sample_index);
@@ -187,6 +188,8 @@
         `${mine ? "you" : decision.reviewer}: ${describe(decision)}${stale ? ` (judged ${decision.given_label})` : ""}`));
     }
     if (isConflict(item)) box.appendChild(h("span", { class: "chip conflict" }, "conflict"));
+    const said = commentLine(item);
+    if (said) box.appendChild(said);
     const pending = pendingFor(item.sample_index);
     if (pending) {
       const what = pending.kind === "undo" ? "undo" : describe(pending);
@@ -197,6 +200,16 @@
     }
     if (!box.childElementCount) box.appendChild(h("span", { class: "hint" }, "not reviewed yet"));
     return box;
+  }
+
+  // The comments on the decisions shown: how many, and the latest in full on hover.
+  function commentLine(item) {
+    const said = item.comments || [];
+    if (!said.length) return null;
+    const latest = said.at(-1);
+    const text = latest.text.length > COMMENT_SHOWN ? `${latest.text.slice(0, COMMENT_SHOWN)}…` : latest.text;
+    return h("div", { class: "hint comments", "data-comments": said.length, title: latest.text },
+      `${said.length} comment${said.length > 1 ? "s" : ""} · latest, ${latest.author === reviewer ? "you" : latest.author}: ${text}`);
   }
 
   function actionButton(label, key, onClick, extra = {}) {
@@ -325,13 +338,14 @@
         p.conflicts ? ` · ${p.conflicts} conflict${p.conflicts > 1 ? "s" : ""}` : "",
         ` · reviewing as ${reviewer}`);
     }
-    const failing = outbox.find((entry) => entry.failures);
+    const failing = outbox.failing();
+    const pending = outbox.entries.length;
     const saveState = $("save-state");
-    saveState.dataset.pending = String(outbox.length);
+    saveState.dataset.pending = String(pending);
     saveState.classList.toggle("failed", Boolean(failing));
-    saveState.textContent = !outbox.length ? "all saved"
-      : failing ? `${outbox.length} not saved yet: ${failing.error}; retrying`
-        : `saving ${outbox.length}…`;
+    saveState.textContent = !pending ? "all saved"
+      : failing ? `${pending} not saved yet: ${failing.error}; retrying`
+        : `saving ${pending}…`;
   }
 
   // The stopping point: how many label errors the job's noise estimate says the dataset (or the
@@ -393,23 +407,7 @@
     focus(found < 0 ? state.current + 1 : found);
   }
 
-  // ------------------------------------------------------------ deciding: the outbox
-
-  function saveOutbox() {
-    try {
-      localStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox.map(({ kind, clientId, sampleIndex, sampleId, verdict, label, given_label, decisionId, targetClientId }) => (
-        { kind, clientId, sampleIndex, sampleId, verdict, label, given_label, decisionId, targetClientId }))));
-    } catch (_error) {
-      // storage full or disabled: the outbox still lives in this page
-    }
-  }
-
-  function enqueue(entry) {
-    outbox.push({ failures: 0, error: null, attempted: false, ...entry });
-    saveOutbox();
-    showCounts();
-    pump();
-  }
+  // ------------------------------------------------------------ deciding
 
   function decide(verdict, label = null) {
     if (state.waiting) {
@@ -420,13 +418,11 @@
     const item = state.items[index];
     if (!item) return;
     if (verdict === "relabel" && label === item.label) [verdict, label] = ["keep", null];
-    const entry = {
-      kind: "decide", clientId: newClientId(), sampleIndex: item.sample_index, sampleId: item.sample_id,
-      verdict, label, given_label: item.label,
-    };
     delete item.saveError;
+    const entry = outbox.add({
+      kind: "decide", sampleIndex: item.sample_index, sampleId: item.sample_id, verdict, label, given_label: item.label,
+    });
     undoStack.push({ clientId: entry.clientId, decisionId: null, sampleIndex: entry.sampleIndex, sampleId: entry.sampleId });
-    enqueue(entry);
     refreshCard(index);
     toast(`${item.sample_id}: ${describe(entry)} — u undoes`);
     advance();
@@ -438,44 +434,13 @@
       toast("Nothing to undo");
       return;
     }
-    const queued = outbox.findIndex((entry) => entry.kind === "decide" && entry.clientId === last.clientId);
-    if (queued >= 0 && !outbox[queued].attempted) {
-      outbox.splice(queued, 1); // never sent: nothing to undo on the server
-      saveOutbox();
-      showCounts();
-    } else {
-      enqueue({ kind: "undo", clientId: newClientId(), sampleIndex: last.sampleIndex, sampleId: last.sampleId, decisionId: last.decisionId, targetClientId: last.clientId });
+    // A decision never sent leaves the outbox: there is nothing to undo on the server.
+    if (!outbox.withdraw(last.clientId)) {
+      outbox.add({ kind: "undo", sampleIndex: last.sampleIndex, sampleId: last.sampleId, decisionId: last.decisionId, targetClientId: last.clientId });
     }
     const index = refreshSample(last.sampleIndex);
     if (index >= 0) focus(index);
     toast(`${last.sampleId}: undone`);
-  }
-
-  async function pump() {
-    if (sending) return;
-    while (outbox.length) {
-      const entry = outbox[0];
-      sending = entry;
-      entry.attempted = true;
-      try {
-        await send(entry);
-      } catch (error) {
-        if (retriable(error)) {
-          entry.failures += 1;
-          entry.error = error.message;
-          showCounts();
-          refreshSample(entry.sampleIndex);
-          await sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (entry.failures - 1)));
-          continue;
-        }
-        refused(entry, error);
-      }
-      outbox.shift();
-      saveOutbox();
-      showCounts();
-      refreshSample(entry.sampleIndex);
-    }
-    sending = null;
   }
 
   async function send(entry) {
@@ -485,10 +450,9 @@
       });
       const undoEntry = undoStack.find((e) => e.clientId === entry.clientId);
       if (undoEntry) undoEntry.decisionId = decision.id;
-      for (const later of outbox) if (later.targetClientId === entry.clientId) later.decisionId = decision.id;
       storedChange(entry.sampleIndex, (item) => replaceMine(item, decision));
       refreshEstimate(1000);
-      return;
+      return decision;
     }
     if (entry.decisionId === null || entry.decisionId === undefined) return; // its decision was refused
     try {
@@ -549,7 +513,7 @@
     try {
       const mine = await api("GET", `/jobs/${jobId}/decisions/mine?limit=${UNDO_HISTORY}`);
       const known = new Set(undoStack.map((entry) => entry.clientId));
-      const undoing = new Set(outbox.filter((e) => e.kind === "undo").flatMap((e) => [e.decisionId, e.targetClientId]));
+      const undoing = new Set(outbox.entries.filter((e) => e.kind === "undo").flatMap((e) => [e.decisionId, e.targetClientId]));
       const history = mine.reverse()
         .filter((d) => !(d.client_id && known.has(d.client_id)) && !undoing.has(d.id) && !undoing.has(d.client_id))
         .map((d) => ({ clientId: d.client_id, decisionId: d.id, sampleIndex: d.sample_index, sampleId: d.sample_id }));
@@ -560,13 +524,7 @@
   }
 
   function restoreOutbox() {
-    try {
-      const saved = JSON.parse(localStorage.getItem(OUTBOX_KEY) || "[]");
-      outbox = saved.map((entry) => ({ failures: 0, error: null, attempted: true, ...entry }));
-    } catch (_error) {
-      outbox = [];
-    }
-    for (const entry of outbox) {
+    for (const entry of outbox.restore()) {
       if (entry.kind === "decide") undoStack.push({ clientId: entry.clientId, decisionId: null, sampleIndex: entry.sampleIndex, sampleId: entry.sampleId });
       else {
         const target = undoStack.findIndex((e) => e.clientId === entry.targetClientId || (entry.decisionId && e.decisionId === entry.decisionId));
@@ -576,7 +534,7 @@
   }
 
   window.addEventListener("beforeunload", (event) => {
-    if (outbox.length) event.preventDefault(); // kept in localStorage too, but say so
+    if (outbox.entries.length) event.preventDefault(); // kept in localStorage too, but say so
   });
 
   // ------------------------------------------------------------ class picker (any number of classes)
@@ -737,7 +695,7 @@
   refreshEstimate();
   (async () => {
     await loadUndoHistory();
-    pump();
+    outbox.pump();
   })();
   reload();
 })();

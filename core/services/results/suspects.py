@@ -7,11 +7,11 @@ the same ordering. A job with injected noise shows the given labels and flags of
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, cast, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.audit import NoisyLabels
@@ -128,12 +128,16 @@ def count_suspects(
     split: int | None = None,
     min_score: float | None = None,
     only: Collection[int] | None = None,
-) -> int:
-    """How many of the job's samples pass the filters of `suspects_page` (in its default order)."""
-    statement = (
-        select(func.count())
-        .select_from(SampleScore)
-        .outerjoin(
+    within: Mapping[str, Collection[int]] | None = None,
+) -> dict[str, int]:
+    """How many of the job's samples pass the filters of `suspects_page` (in its default order):
+    {"total": n}, plus for each named subset of `within` how many of those are in it, all counted
+    by one statement."""
+    parts = {name: func.count(case((SampleScore.sample_index.in_(_literal_list(indexes)), 1)))
+             for name, indexes in (within or {}).items() if indexes}  # fmt: skip
+    statement = select(func.count(), *parts.values()).select_from(SampleScore).where(SampleScore.job_id == job.id)
+    if split is not None:  # the split is a field of the dynamics
+        statement = statement.join(
             SampleEpoch,
             and_(
                 SampleEpoch.job_id == job.id,
@@ -141,8 +145,6 @@ def count_suspects(
                 SampleEpoch.sample_index == SampleScore.sample_index,
             ),
         )
-        .where(SampleScore.job_id == job.id)
-    )
     labels = artifacts.read_labels()
     if label is not None and labels is None:
         statement = statement.join(
@@ -151,7 +153,9 @@ def count_suspects(
         )
     for condition in _suspect_conditions(labels, label, None, split, min_score, None, only=only):
         statement = statement.where(condition)
-    return session.scalar(statement)
+    total, *counted = session.execute(statement).one()
+    counts = dict(zip(parts, counted))
+    return {"total": total, **{name: counts.get(name, 0) for name in within or {}}}
 
 
 def with_job_labels(suspect: Suspect, labels: NoisyLabels | None) -> Suspect:
