@@ -3,6 +3,8 @@
     .venv/bin/python -m benchmarks.dynamics_logging [--rows 100000 1000000] [--repeats 3]
         [--audit digits] [--audit-limit N] [--audit-epochs 10]
         [--topk-samples 1000000] [--topk-epochs 3] [--postgres URL]
+    .venv/bin/python -m benchmarks.dynamics_logging --scale [--scale-samples 1000000]
+        [--scale-epochs 20] [--postgres URL]
 
 1. Rows per second of `write_epoch` (one epoch of N samples in one transaction: delete, insert,
    commit), first writes and rewrites of a redelivered epoch (`benchmarks.store_write`).
@@ -14,6 +16,18 @@
 3. Latency of the top-100 suspects of an N-sample job (median of warm reads): the store query
    and the results service the API endpoint calls (`benchmarks.store_topk`). Target: < 100 ms
    on Postgres at 10^6 samples.
+
+`--scale` measures instead a whole large job's logging on Postgres alone: `--scale-epochs`
+epochs of `--scale-samples` synthetic samples written through `write_epoch`, each in its own
+transaction as the worker's per-epoch callback does, then the final `write_scores`; then the
+top-100 suspects and one sample's dynamics (store query and the results service behind each
+endpoint; median of warm reads, a different sample each read). The job's time is not run but
+estimated, and said so: the measured samples/s of a real `run_audit` (default config: small-cnn
+at 28x28, LiLAW with dynamics; Fashion-MNIST subset, 2 epochs, including its scoring) on this
+CPU, times samples x epochs; and, since that rate suffers most from other load on a shared
+machine, a second estimate from `--reference-rate` (default 4,000: the LiLAW + dynamics
+training rate of benchmarks/overhead.py on a quiet run of this CPU). Targets: writes < 3% of that time, top-100 < 50 ms, one sample's
+dynamics < 20 ms. The scratch database is dropped afterwards.
 """
 
 import argparse
@@ -44,11 +58,13 @@ from core.store import (
     Sample,
     make_engine,
     make_session_factory,
+    sample_dynamics,
     session_scope,
     top_suspects,
     write_epoch,
     write_scores,
 )
+from core.store.partitions import partition_name
 from migrations import upgrade_database
 
 BACKENDS = ("postgresql", "sqlite")
@@ -164,6 +180,97 @@ def topk_latency(backend: str, server: str, num_samples: int, epochs: int, repea
     return latency
 
 
+def audit_samples_per_second(samples: int = 4_000, epochs: int = 2) -> float:
+    """Sample-epochs per second of a whole default `run_audit` (training and scoring) on this
+    machine; without the test split, which a job's samples do not pay for."""
+    dataset = replace(load_dataset("fashion-mnist", limit=samples), test=None)
+    run_audit(dataset, AuditConfig(epochs=1))  # warm-up
+    started = time.perf_counter()
+    run_audit(dataset, AuditConfig(epochs=epochs))
+    return len(dataset) * epochs / (time.perf_counter() - started)
+
+
+def logging_at_scale(server: str, num_samples: int, epochs: int, repeats: int) -> dict[str, float]:
+    """A whole job's dynamics and scores written on Postgres, then the reads of its results."""
+    measured: dict[str, float] = {}
+    with scratch_database("postgresql", server) as url, tempfile.TemporaryDirectory() as data_dir:
+        upgrade_database(url)
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+        job_id = create_job(engine)
+        with sessions() as session:
+            version_id = session.get(AuditJob, job_id).dataset_version_id
+        store_samples(engine, version_id, num_samples)
+        epoch_seconds = []
+        for epoch in range(1, epochs + 1):
+            dynamics = synthetic_epoch(num_samples, epoch=epoch, seed=epoch)  # drawn outside the timing
+            started = time.perf_counter()
+            with session_scope(sessions) as session:
+                write_epoch(session, job_id, dynamics)
+            epoch_seconds.append(time.perf_counter() - started)
+        score = np.random.default_rng(0).random(num_samples).astype(np.float32)
+        rank = np.empty(num_samples, dtype=np.int64)
+        rank[np.argsort(-score)] = np.arange(1, num_samples + 1)
+        started = time.perf_counter()
+        with session_scope(sessions) as session:
+            write_scores(session, job_id, {"w_alpha": score}, score, rank)
+        measured["scores_seconds"] = time.perf_counter() - started
+        measured["epoch_seconds"] = sum(epoch_seconds)
+        measured["slowest_epoch"] = max(epoch_seconds)
+        with engine.connect() as connection:
+            measured["table_bytes"] = connection.exec_driver_sql(
+                f"SELECT pg_total_relation_size('{partition_name(job_id)}')"
+            ).scalar_one()
+        picks = iter(np.random.default_rng(1).integers(0, num_samples, 10 * repeats + 10).tolist())
+        with sessions() as session:
+            job = session.get(AuditJob, job_id)
+            artifacts = job_artifacts(Settings(data_dir=Path(data_dir)), job)
+            measured["top_store"] = median_ms(lambda: top_suspects(session, job_id, limit=100), repeats)
+            measured["top_service"] = median_ms(
+                lambda: results.suspects_page(session, job, artifacts, limit=100), repeats
+            )
+            measured["sample_store"] = median_ms(lambda: sample_dynamics(session, job_id, next(picks)), repeats)
+            measured["sample_service"] = median_ms(
+                lambda: results.sample_history(session, job, next(picks), artifacts), repeats
+            )
+            rows = len(sample_dynamics(session, job_id, 0))
+        if rows != epochs:
+            raise RuntimeError(f"one sample has {rows} dynamics rows, expected {epochs}")
+        engine.dispose()
+    return measured
+
+
+def print_scale(args) -> None:
+    rate = audit_samples_per_second()
+    measured = logging_at_scale(args.postgres, args.scale_samples, args.scale_epochs, 20)
+    rows = args.scale_samples * args.scale_epochs
+    job_seconds = rows / rate
+    writes = measured["epoch_seconds"] + measured["scores_seconds"]
+    table = [
+        ("default audit on this CPU (Fashion-MNIST 4,000, 2 epochs): samples x epochs / s", f"{rate:,.0f}"),
+        (f"estimated job time, {args.scale_samples:,} samples x {args.scale_epochs} epochs, s", f"{job_seconds:,.0f}"),
+        (f"write_epoch x {args.scale_epochs} ({rows:,} rows), s", f"{measured['epoch_seconds']:.1f}"),
+        ("  rows/s", f"{rows / measured['epoch_seconds']:,.0f}"),
+        ("  slowest epoch, s", f"{measured['slowest_epoch']:.2f}"),
+        ("write_scores (final), s", f"{measured['scores_seconds']:.1f}"),
+        ("dynamics + scores writes / estimated job time", f"{100 * writes / job_seconds:.2f}%"),
+        (f"  the same at {args.reference_rate:,.0f} samples x epochs / s (--reference-rate)",
+         f"{100 * writes * args.reference_rate / rows:.2f}%"),
+        ("job's dynamics partition on disk, GiB", f"{measured['table_bytes'] / 2**30:.2f}"),
+        ("top-100 suspects: store, ms", f"{measured['top_store']:.1f}"),
+        ("  results service (the endpoint's call), ms", f"{measured['top_service']:.1f}"),
+        ("one sample's dynamics: store, ms", f"{measured['sample_store']:.1f}"),
+        ("  results service (the endpoint's call), ms", f"{measured['sample_service']:.1f}"),
+    ]
+    width = max(len(label) for label, _ in table)
+    print(f"\nPostgres, {args.scale_samples:,} samples x {args.scale_epochs} epochs of synthetic dynamics; "
+          f"reads: median of 20 warm reads (one sample: a random sample each read)\n")
+    print(f"| {'':<{width}} | {'postgresql':>12} |")
+    print(f"|{'-' * (width + 2)}|{'-' * 14}|")
+    for label, value in table:
+        print(f"| {label:<{width}} | {value:>12} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -174,7 +281,15 @@ def main() -> None:
     parser.add_argument("--topk-samples", type=int, default=1_000_000)
     parser.add_argument("--topk-epochs", type=int, default=3)
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--scale", action="store_true", help="a whole large job's logging on Postgres (see above)")
+    parser.add_argument("--scale-samples", type=int, default=1_000_000)
+    parser.add_argument("--scale-epochs", type=int, default=20)
+    parser.add_argument("--reference-rate", type=float, default=4_000.0,
+                        help="a second job-time estimate: training samples x epochs / s on a quiet machine")
     args = parser.parse_args()
+    if args.scale:
+        print_scale(args)
+        return
 
     table: list[tuple[str, dict[str, str]]] = []
     for num_rows in args.rows:

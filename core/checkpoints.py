@@ -4,11 +4,18 @@ it stopped, or a previous run's trained weights and α, β, δ, to warm start.
 Checkpoints hold tensors and plain Python values only, so they load with weights_only=True. Each
 is written to a temporary file and renamed over the previous one, so that a crash while writing
 leaves the previous checkpoint whole.
+
+The per-sample dynamics of the epochs so far (what the scores are computed from) grow with every
+epoch, so they are not in the checkpoint file: each epoch's arrays are written once, to their own
+file in a folder beside it (`history_dir`), before the checkpoint that counts them; a checkpoint
+loads the epochs it names and ignores any file a crashed epoch left behind. Per epoch a
+checkpoint costs the model, the optimizer and one epoch's arrays, not the whole history.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +49,7 @@ class FitState:
     earlier_seconds: float = 0.0  # training time of the epochs before the resume
     # FBR's per-sample arrays of every epoch so far (name -> float32 [N]); empty without FBR.
     fbr: list[dict[str, np.ndarray]] = field(default_factory=list)
+    saved_epochs: int = 0  # how many of `epochs` (and `fbr`) are in the history folder already
 
 
 class Resumable(Protocol):
@@ -56,13 +64,26 @@ class Resumable(Protocol):
     device: torch.device
 
 
+HISTORY_FIELDS = (*FLOAT_FIELDS, "predicted")
+FBR_PREFIX = "fbr."  # FBR's arrays in an epoch's history file
+
+
+def history_dir(path: str | Path) -> Path:
+    """The folder beside checkpoint `path` holding one file per epoch's dynamics."""
+    path = Path(path)
+    return path.with_name(path.name + ".epochs")
+
+
+def remove_checkpoint(path: str | Path) -> None:
+    """Delete the checkpoint and its epochs' history; nothing to delete is fine."""
+    Path(path).unlink(missing_ok=True)
+    shutil.rmtree(history_dir(path), ignore_errors=True)
+
+
 def save_checkpoint(path: str | Path, trainer: Resumable, epoch: int, state: FitState) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    history = {
-        name: torch.from_numpy(np.stack([getattr(e, name) for e in state.epochs]))
-        for name in (*FLOAT_FIELDS, "predicted")
-    } if state.epochs else {}
+    _save_new_epochs(history_dir(path), state)
     checkpoint = {
         "epoch": epoch,
         "model": trainer.model.state_dict(),
@@ -73,20 +94,39 @@ def save_checkpoint(path: str | Path, trainer: Resumable, epoch: int, state: Fit
         "cuda_rng": torch.cuda.get_rng_state_all() if trainer.device.type == "cuda" else [],
         "val_queue": trainer.val_queue.cpu(),
         "split": torch.from_numpy(trainer.split),
-        "history": history,
+        "history_epochs": [int(e.epoch) for e in state.epochs],
         "trajectory": torch.stack(state.trajectory).cpu(),
         "epoch_seconds": list(state.epoch_seconds),
-        "fbr": {
-            name: torch.from_numpy(np.stack([e[name] for e in state.fbr])) for name in state.fbr[0]
-        } if state.fbr else {},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
 
 
+def _save_new_epochs(directory: Path, state: FitState) -> None:
+    """Write the epochs not in the history folder yet, each atomically; a file of the same epoch
+    left by a crashed run (never counted by a checkpoint) is replaced."""
+    directory.mkdir(exist_ok=True)
+    for position in range(state.saved_epochs, len(state.epochs)):
+        dynamics = state.epochs[position]
+        arrays = {name: getattr(dynamics, name) for name in HISTORY_FIELDS}
+        if position < len(state.fbr):
+            arrays.update({FBR_PREFIX + name: values for name, values in state.fbr[position].items()})
+        file = _epoch_file(directory, dynamics.epoch)
+        partial = file.with_name(file.name + ".partial")
+        with open(partial, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(partial, file)
+    state.saved_epochs = len(state.epochs)
+
+
+def _epoch_file(directory: Path, epoch: int) -> Path:
+    return directory / f"epoch-{int(epoch):05d}.npz"
+
+
 def load_checkpoint(path: str | Path, trainer: Resumable) -> FitState:
     """Restore the trainer to where the checkpoint was saved; returns the run's state up to then."""
+    path = Path(path)
     checkpoint = torch.load(path, map_location=trainer.device, weights_only=True)
     trainer.model.load_state_dict(checkpoint["model"])
     trainer.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -100,15 +140,20 @@ def load_checkpoint(path: str | Path, trainer: Resumable) -> FitState:
     split_of_epoch = getattr(trainer, "split_of_epoch", lambda epoch: trainer.split)
     if not np.array_equal(checkpoint["split"].cpu().numpy(), split_of_epoch(checkpoint["epoch"])):
         raise ConfigError("the checkpoint was written for a different train/validation split")
-    history = {name: tensor.cpu().numpy() for name, tensor in checkpoint["history"].items()}
+    if "history_epochs" in checkpoint:
+        numbers = [int(number) for number in checkpoint["history_epochs"]]
+        columns, fbr = _load_epochs(history_dir(path), numbers)
+    else:  # a checkpoint written before the history moved out of it
+        columns = _unstack(checkpoint["history"])[: checkpoint["epoch"]]
+        numbers = list(range(1, len(columns) + 1))
+        fbr = _unstack(checkpoint.get("fbr", {}))
     epochs = [
         EpochDynamics(
-            epoch=e + 1, sample_index=np.arange(len(trainer.split), dtype=np.int64), split=split_of_epoch(e + 1).copy(),
-            **{name: values[e] for name, values in history.items()},
+            epoch=number, sample_index=np.arange(len(trainer.split), dtype=np.int64),
+            split=split_of_epoch(number).copy(), **values,
         )
-        for e in range(checkpoint["epoch"] if history else 0)
+        for number, values in zip(numbers, columns)
     ]
-    fbr = _unstack(checkpoint.get("fbr", {}))
     for dynamics, fbr_epoch in zip(epochs, fbr):  # FBR's agreement is a dynamics field too
         dynamics.fbr_agreement = fbr_epoch.get("fbr_agreement")
     return FitState(
@@ -117,7 +162,23 @@ def load_checkpoint(path: str | Path, trainer: Resumable) -> FitState:
         trajectory=list(checkpoint["trajectory"].to(trainer.device).unbind(0)),
         epoch_seconds=list(checkpoint["epoch_seconds"]),
         fbr=fbr,
+        saved_epochs=len(epochs),
     )
+
+
+def _load_epochs(directory: Path, numbers: list[int]) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The dynamics and FBR arrays of the epochs a checkpoint counts, from the history folder."""
+    columns, fbr = [], []
+    for number in numbers:
+        file = _epoch_file(directory, number)
+        if not file.is_file():
+            raise ConfigError(f"the checkpoint's history of epoch {number} is missing ({file.name})")
+        with np.load(file, allow_pickle=False) as stored:
+            columns.append({name: stored[name] for name in HISTORY_FIELDS})
+            extra = {name[len(FBR_PREFIX):]: stored[name] for name in stored.files if name.startswith(FBR_PREFIX)}
+        if extra:
+            fbr.append(extra)
+    return columns, fbr
 
 
 def _unstack(columns: dict[str, torch.Tensor]) -> list[dict[str, np.ndarray]]:

@@ -21,6 +21,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import torch
 
+from core import checkpoints
 from core.audit import NoisyLabels
 from core.services import ConflictError
 from core.settings import Settings
@@ -134,7 +135,7 @@ class LocalJobArtifacts:
         return self.directory / CHECKPOINT_FILE
 
     def remove_checkpoint(self) -> None:
-        self.checkpoint_path().unlink(missing_ok=True)
+        checkpoints.remove_checkpoint(self.checkpoint_path())
 
     def write_top_classes(self, top: TopClasses) -> None:
         write_atomically(
