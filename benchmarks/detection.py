@@ -39,14 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.detection_tables import (
-    compact_metrics, mean_std, print_case, print_overall, print_tuning, summarize_case,
+    compact_metrics, mean_std, print_case, print_overall, print_tuning, print_variant_comparison, summarize_case,
 )
 from core.audit import AuditConfig, NoisyLabels, cross_fit_probabilities, prepare_dataset, run_audit
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_VAL
 from core.loaders import load_dataset
 from core.metrics import detection_metrics
-from core.scores import compute_scores, epoch_scores
+from core.scores import calibrate_within_groups, compute_scores, epoch_scores, split_groups
 
 LOW_NOISE_CASES = {
     "fmnist-instance1": ("fashion-mnist", "instance:0.01"),
@@ -65,7 +65,13 @@ KS = (50, 100)
 # Opt-in extras (--variants), reported as extra rows of the case table, never as baselines.
 # windows: aggregate after the warm-up epoch only; epochs: W_α of single epochs (the paper's
 # Table 16 reading); meta128: a whole extra LiLAW run with a 128-sample meta batch.
-VARIANTS = ("windows", "epochs", "meta128")
+# The item-3 variants (issue 10), each a whole extra LiLAW run scored by its aum, except rankmix:
+# detached: W detached from the graph (LilawConfig.detach_weights); warmup3: the weighting starts
+# at epoch 4 (3 plain-loss epochs), also scored on those plain epochs alone and by the rank mean
+# of the two; clamp: the ordering projection; augment: random crop + horizontal flip of the
+# training images (images only); detached-warmup3: both. rankmix: scores of the default run
+# itself, rank-averaged (nothing fitted, nothing trained).
+VARIANTS = ("windows", "epochs", "meta128", "detached", "warmup3", "clamp", "augment", "detached-warmup3", "rankmix")
 WINDOWS = {"w_alpha epochs 2-last": ("w_alpha", 2), "aum epochs 2-last": ("aum", 2)}
 
 
@@ -155,7 +161,8 @@ def run_seed(case: str, seed: int, args) -> dict:
     cl = compute_scores(audit.history, oos_probs=oos, labels=noisy.y)
 
     scores = dict(audit.scores)
-    extra = extra_scores(audit, clean, config, drawn, args)
+    variant_seconds: dict[str, float] = {}
+    extra = extra_scores(audit, clean, config, drawn, args, variant_seconds)
     baselines = {
         "aum, plain run": plain.scores["aum"],
         f"cleanlab self-confidence ({args.folds}-fold)": cl["cl_self_confidence"],
@@ -167,7 +174,7 @@ def run_seed(case: str, seed: int, args) -> dict:
         "seed": seed, "samples": len(noisy), "num_flipped": int(flags.sum()), "model": audit.model_name,
         "default_score": audit.default_score, "baselines": list(baselines),
         "seconds": {"noise": noise_seconds, "lilaw": lilaw_seconds, "plain": plain_seconds,
-                    "cross_fit": cross_fit_seconds},
+                    "cross_fit": cross_fit_seconds, "variants": variant_seconds},
         "test_top1": (audit.test_metrics or {}).get("top1"), "plain_test_top1": (plain.test_metrics or {}).get("top1"),
         "lilaw_final": audit.trajectory[-1, 2:].tolist() if len(audit.trajectory) else None,
         **split_bias(audit.rank, audit.split, flags),
@@ -176,7 +183,9 @@ def run_seed(case: str, seed: int, args) -> dict:
     }
 
 
-def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLabels, args) -> dict[str, np.ndarray]:
+def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLabels, args,
+                 variant_seconds: dict[str, float]) -> dict[str, np.ndarray]:
+    """The --variants rows; the seconds of each variant run go into `variant_seconds`."""
     scores = {}
     if "windows" in args.variants:
         for label, (name, first) in WINDOWS.items():
@@ -188,7 +197,46 @@ def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLa
         meta128 = replace(config, lilaw=replace(config.lilaw, meta_batch_size=128))
         variant = run_audit(clean, meta128, noisy_labels=drawn)
         scores[f"{variant.default_score}, LiLAW meta batch 128"] = variant.default_scores
+    if "rankmix" in args.variants:
+        warm = plain_phase_aum(audit.history, config.lilaw.warmup_epochs)
+        scores["aum epoch 1 (plain warm-up)"] = warm
+        scores["rank mean: aum + aum epoch 1"] = rank_mean(audit.scores["aum"], warm)
+        scores["rank mean: aum + el2n"] = rank_mean(audit.scores["aum"], audit.scores["el2n"])
+    for name, lilaw, train in VARIANT_RUNS:
+        if name not in args.variants or (name == "augment" and clean.modality != "image"):
+            continue
+        variant_config = replace(config, lilaw=replace(config.lilaw, **lilaw), **train)
+        started = time.perf_counter()
+        variant = run_audit(clean, variant_config, noisy_labels=drawn)
+        variant_seconds[name] = time.perf_counter() - started
+        scores[f"aum, {name}"] = variant.scores["aum"]
+        warmup = variant_config.lilaw.warmup_epochs
+        if warmup > 1:
+            plain_phase = plain_phase_aum(variant.history, warmup)
+            scores[f"aum epochs 1-{warmup}, {name}"] = plain_phase
+            scores[f"rank mean: aum + aum epochs 1-{warmup}, {name}"] = rank_mean(variant.scores["aum"], plain_phase)
     return scores
+
+
+# (variant, LilawConfig changes, TrainConfig changes) of the variants that are whole extra runs
+VARIANT_RUNS = (
+    ("detached", {"detach_weights": True}, {}),
+    ("warmup3", {"warmup_epochs": 3}, {}),
+    ("clamp", {"clamp": True}, {}),
+    ("augment", {}, {"augment": True}),
+    ("detached-warmup3", {"detach_weights": True, "warmup_epochs": 3}, {}),
+)
+
+
+def plain_phase_aum(history, warmup_epochs: int) -> np.ndarray:
+    """aum over the warm-up epochs alone (plain loss), split-calibrated as the audit's scores are."""
+    window = compute_scores(history, last_epoch=warmup_epochs)
+    return calibrate_within_groups(window, split_groups(history, 1, warmup_epochs))["aum"]
+
+
+def rank_mean(*scores: np.ndarray) -> np.ndarray:
+    """The mean of each sample's ranks (0 = least suspicious) under the given scores."""
+    return np.mean([np.argsort(np.argsort(score, kind="stable"), kind="stable") for score in scores], axis=0)
 
 
 def run_case(case: str, args) -> dict:
@@ -267,6 +315,8 @@ def main() -> None:
                              "for each fold-epoch count")
     parser.add_argument("--ecg-dir", default=str(Path(__file__).resolve().parents[2] / "shared/data/ecg5000"))
     parser.add_argument("--out", type=Path, help="also write the raw results as JSON")
+    parser.add_argument("--tables-from", type=Path, metavar="JSON",
+                        help="instead of running: print the tables of an earlier run's --out file")
     args = parser.parse_args()
 
     cases = list(CASES) if args.cases == "all" else [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -279,6 +329,13 @@ def main() -> None:
     if not args.seeds:
         parser.error("--seeds needs at least one seed")
 
+    if args.tables_from:
+        output = json.loads(args.tables_from.read_text())
+        for case in output:
+            print_case(case)
+        print_overall(output)
+        print_variant_comparison(output)
+        return
     started = time.perf_counter()
     if args.tune_cl_epochs:
         if len(cases) > 1:
@@ -292,6 +349,8 @@ def main() -> None:
             print_case(output[-1])
             write_out(output, args)  # after every case, so that a stopped run keeps what it finished
         print_overall(output)
+        if args.variants:
+            print_variant_comparison(output)
     print(f"\nTotal wall time: {time.perf_counter() - started:.0f} s")
     write_out(output, args)
 

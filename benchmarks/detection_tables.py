@@ -165,3 +165,55 @@ def print_tuning(result: dict) -> None:
               f"{fmt([r['normalized_margin']['auprc'] for r in runs])} | {seconds([r['seconds'] for r in runs])} |")
     print(f"\nBest fold epochs by mean self-confidence AUPRC: {result['best_epochs']} "
           f"(pass {result['flag']} {result['best_epochs']}).")
+
+
+def candidate_rows(case: dict) -> list[str]:
+    """The scores the variant comparison shows: the default, every aum-based score and rank
+    mean (the --variants rows), then the baselines."""
+    names = list(case["seeds"][0]["metrics"])
+    candidates = [n for n in names if n not in case["baselines"]
+                  and (n == case["default_label"] or n.startswith(("aum", "rank mean")))]
+    return candidates + list(case["baselines"])
+
+
+def worst_margin(cases: list[dict], name: str, key: str) -> tuple[float | None, str | None]:
+    """The smallest (candidate − strongest baseline) of `key` over the cases, means over seeds,
+    and the case where it is; None where a case lacks the candidate."""
+    worst, where = None, None
+    for case in cases:
+        seeds = case["seeds"]
+        if name not in seeds[0]["metrics"]:
+            continue
+        best = strongest_baseline(seeds, case["baselines"], key)
+        delta = mean_std(per_score(seeds, name, key))[0] - mean_std(per_score(seeds, best, key))[0]
+        if worst is None or delta < worst:
+            worst, where = delta, case["case"]
+    return worst, where
+
+
+def print_variant_comparison(cases: list[dict]) -> None:
+    """One row per candidate score: AUROC / AUPRC (means over seeds) per case, and its worst
+    margin over the cases against the strongest baseline of each (≥ 0 everywhere is item 3)."""
+    names: list[str] = []
+    for case in cases:
+        names += [n for n in candidate_rows(case) if n not in names]
+    baselines = {b for case in cases for b in case["baselines"]}
+    print("\n### Variants: AUROC / AUPRC per case (mean over seeds), and the worst margin against the "
+          "strongest baseline of each case\n")
+    print("| score | " + " | ".join(c["case"] for c in cases) + " | worst Δ AUROC | worst Δ AUPRC |")
+    print("|---|" + "---|" * len(cases) + "---|---|")
+    for name in names:
+        cells = []
+        for case in cases:
+            seeds = case["seeds"]
+            if name not in seeds[0]["metrics"]:
+                cells.append("–")
+                continue
+            auroc, auprc = (mean_std(per_score(seeds, name, key))[0] for key in ("auroc", "auprc"))
+            cells.append(f"{auroc:.3f} / {auprc:.3f}")
+        margins = ["–", "–"] if name in baselines else [
+            f"{d:+.3f} ({c})" if d is not None else "–" for d, c in (worst_margin(cases, name, k) for k in ("auroc", "auprc"))]
+        label = f"**{name}** (default)" if name == cases[0]["default_label"] else name
+        print(f"| {label}{' [baseline]' if name in baselines else ''} | " + " | ".join(cells) + f" | {margins[0]} | {margins[1]} |")
+    print("\nCompute per seed (LiLAW run / K-fold): " + "; ".join(
+        f"{c['case']} {c['summary']['compute_ratio']:.2f}x" for c in cases) + ".")

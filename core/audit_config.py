@@ -62,8 +62,15 @@ class LilawConfig:
     # applies. Off by default, so the default is Algorithm 1 exactly; on, each meta step ends
     # by projecting (α, β, δ) back into that region.
     clamp: bool = False
+    # Algorithm 1 differentiates L_W = W(s)·ℓ through the softmax s, so W's own gradient reaches
+    # the network (the default, Algorithm 1 exactly). True: W is a constant per sample in the
+    # network's step (the gradient of W·ℓ is W·∂ℓ only); the meta step is the same either way.
+    detach_weights: bool = False
 
     def validate(self) -> None:
+        for name in ("clamp", "detach_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"LiLAW {name.replace('_', ' ')} must be true or false, got {getattr(self, name)!r}")
         if self.lr < 0 or self.weight_decay < 0:
             raise ConfigError("LiLAW learning rate and weight decay must be >= 0")
         if not (math.isfinite(self.lr) and self.lr <= MAX_LR):
@@ -115,6 +122,10 @@ class TrainConfig:
     image_size: int | None = None  # resize images on the fly (e.g. 224 for a pretrained backbone)
     device: str | None = None  # None: CUDA when available, else CPU
     progress_every: int = 20  # steps between progress callbacks
+    # Images only: each training batch is a random view (4-pixel-padded random crop and a
+    # horizontal flip); validation, test and meta batches stay unaugmented. Other modalities
+    # ignore it.
+    augment: bool = False
     # Off only where nobody reads the dynamics (cross-fitting, the plain-training baseline of
     # benchmarks/overhead.py); fit() then returns no history.
     record_dynamics: bool = True
@@ -129,6 +140,8 @@ class TrainConfig:
         if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
             raise ConfigError(f"image size must be in [1, {MAX_IMAGE_SIZE}], got {self.image_size}")
         _check_seed("seed", self.seed)
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be true or false, got {self.augment!r}")
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"unknown weighting {self.weighting!r}: use one of {WEIGHTINGS}")
         if self.loss not in ("ce", "focal"):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from core.audit_config import TrainConfig
+from core.augment import augment_images
 from core.checkpoints import FitState, WarmStart, apply_warm_start, load_checkpoint, save_checkpoint
 from core.dataset import AuditDataset
 from core.dynamics import FLOAT_FIELDS, SPLIT_TRAIN, SPLIT_VAL, DynamicsHistory, EpochDynamics
@@ -25,6 +26,8 @@ from core.errors import ConfigError
 from core.fbr import FbrBatch, default_alpha0, fbr_batch
 from core.lilaw import LilawParameters, label_and_max_probability, per_sample_loss
 from core.models import build_model, default_model_name, penultimate_features
+from core.sample_store import RowReader
+from core.splits import make_folds, make_split, split_of_epoch, trusted_arrays, trusted_split
 
 # Inputs below this size live on the accelerator for the whole run (no per-batch copies).
 _DEVICE_RESIDENT_BYTES = 1 << 30
@@ -68,82 +71,40 @@ class TrainResult:
     final_probs: np.ndarray | None = None
 
 
-def make_split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """Stratified, seeded train/validation assignment: uint8 [N] of SPLIT_TRAIN / SPLIT_VAL."""
-    split = np.full(len(labels), SPLIT_TRAIN, dtype=np.uint8)
-    if val_fraction == 0:
-        return split
-    rng = np.random.default_rng(seed)
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(val_fraction * len(members)))
-        if len(members) > 1:
-            split[members[: min(n_val, len(members) - 1)]] = SPLIT_VAL
-    if not (split == SPLIT_VAL).any():
-        raise ConfigError("the validation split is empty: raise the validation fraction or add samples")
-    return split
-
-
-def make_folds(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
-    """The folds of a rotating validation split: int64 [N] fold ids in 0..K−1, K = round(1 /
-    val_fraction), stratified and seeded (each class dealt round-robin from a shuffled order, the
-    dealing continuing across classes so that small classes spread over the folds)."""
-    folds = int(round(1 / val_fraction))
-    if folds < 2:
-        raise ConfigError("a rotating validation split needs at least 2 folds: lower the validation fraction")
-    if len(labels) < folds:
-        raise ConfigError(f"a rotating validation split of {folds} folds needs at least {folds} samples")
-    rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(labels), dtype=np.int64)
-    start = 0
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        fold_of[members] = (start + np.arange(len(members))) % folds
-        start = (start + len(members)) % folds
-    return fold_of
-
-
-def trusted_split(num_samples: int, trusted_index: np.ndarray) -> np.ndarray:
-    """The split of an audit with a trusted set: the trusted samples are the validation split,
-    held out from training (LiLAW's meta-validation set, as Algorithm 1 holds its validation set
-    out; FBR's clean set), every other sample is trained on."""
-    split = np.full(num_samples, SPLIT_TRAIN, dtype=np.uint8)
-    split[trusted_index] = SPLIT_VAL
-    if not (split == SPLIT_TRAIN).any():
-        raise ConfigError("every sample is in the trusted set: none is left to train on")
-    return split
-
-
-def trusted_arrays(trusted: dict[int, int], num_samples: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """A trusted set {sample index: trusted label} as (indices, labels), int64, by index; a
-    ConfigError names indices or labels out of range."""
-    if not trusted:
-        raise ConfigError("the trusted set is empty")
-    index = np.array(sorted(trusted), dtype=np.int64)
-    labels = np.array([trusted[i] for i in index.tolist()], dtype=np.int64)
-    bad = index[(index < 0) | (index >= num_samples)]
-    if len(bad):
-        raise ConfigError(f"trusted sample indices out of range [0, {num_samples}): {bad[:5].tolist()}")
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if len(bad):
-        raise ConfigError(f"trusted labels out of range [0, {num_classes}): {sorted(set(bad.tolist()))[:5]}")
-    return index, labels
-
-
 class Inputs:
-    """Model inputs as float batches on the training device, normalised with the dataset's statistics."""
+    """Model inputs as float batches on the training device, normalised with the dataset's statistics.
+
+    Inputs of at most `stream_above_bytes` are one tensor (on the accelerator when they fit
+    `_DEVICE_RESIDENT_BYTES`). A larger memory-mapped shard (`core.sample_store`) is never made
+    resident: each batch's rows are read from the file (`RowReader`), so the process holds one
+    batch, not the dataset, whatever its size."""
+
+    stream_above_bytes = 256 * 1024**2
 
     def __init__(self, x: np.ndarray, modality: str, device: torch.device, image_size: int | None,
                  stats: tuple[torch.Tensor, torch.Tensor] | None = None):
-        tensor = torch.from_numpy(np.ascontiguousarray(x))
-        self.x = tensor.to(device) if tensor.nbytes <= _DEVICE_RESIDENT_BYTES else tensor
+        self.reader: RowReader | None = None
+        if isinstance(x, np.memmap) and x.nbytes > self.stream_above_bytes:
+            self.x = x  # its length and shape only; rows come from the reader
+            self.reader = RowReader(x)
+        else:
+            # A small read-only shard is read into memory: a tensor must not share its pages.
+            resident = np.array(x) if isinstance(x, np.memmap) else np.ascontiguousarray(x)
+            tensor = torch.from_numpy(resident)
+            self.x = tensor.to(device) if tensor.nbytes <= _DEVICE_RESIDENT_BYTES else tensor
         self.modality = modality
         self.device = device
         self.image_size = image_size
         self.mean, self.std = stats if stats is not None else self._statistics()
 
+    def _rows(self, index: torch.Tensor) -> torch.Tensor:
+        if self.reader is None:
+            return self.x[index.to(self.x.device)]
+        rows = torch.from_numpy(self.reader.read(index.cpu().numpy()))
+        return rows.pin_memory() if self.device.type == "cuda" else rows
+
     def _statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
-        sample = self.x[:10_000].float()
+        sample = self._rows(torch.arange(min(len(self.x), 10_000))).float()
         if self.modality == "image":
             sample = sample / 255.0
         if self.modality == "timeseries":  # one mean/std over all points keeps the series' shape
@@ -163,7 +124,7 @@ class Inputs:
         return len(self.x)
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
-        xb = self.x[index.to(self.x.device)].to(self.device, non_blocking=True).float()
+        xb = self._rows(index).to(self.device, non_blocking=True).float()
         if self.modality == "image":
             xb = xb / 255.0
         xb = (xb - self.mean) / self.std
@@ -293,8 +254,7 @@ class Trainer:
         split, or with a rotating one fold (epoch − 1) mod K held out and the others trained on."""
         if self.folds is None:
             return self.split
-        held_out = self.folds == (epoch - 1) % (int(self.folds.max()) + 1)
-        return np.where(held_out, SPLIT_VAL, SPLIT_TRAIN).astype(np.uint8)
+        return split_of_epoch(self.folds, epoch)
 
     def _rotate_split(self, epoch: int) -> None:
         """With a rotating split, make `epoch`'s split current; the meta batches start a fresh
@@ -332,8 +292,11 @@ class Trainer:
         """One optimiser step on the batch; returns the batch's dynamics (from this forward pass)."""
         labels = self.labels[index]
         fbr_weight = self._fbr_train_weights(index, labels) if self._fbr_epoch is not None else None
+        xb = self.inputs.batch(index)
+        if self.config.augment and self.dataset.modality == "image":
+            xb = augment_images(xb, self.generator)
         with self.autocast():
-            logits = self.model(self.inputs.batch(index))
+            logits = self.model(xb)
         loss = self._loss(logits, labels)
         # One softmax serves the weights and the recorded dynamics; plain training without
         # dynamics (the overhead baseline, cross-fitting) needs none.
@@ -341,7 +304,10 @@ class Trainer:
         if weighted:
             _, p_label, p_max = softmax
             w_alpha, w_beta, w_delta = self.params.weights(p_label, p_max)
-            objective = ((w_alpha + w_beta + w_delta) * loss).mean()
+            weight = w_alpha + w_beta + w_delta
+            if self.config.lilaw.detach_weights:
+                weight = weight.detach()
+            objective = (weight * loss).mean()
         elif fbr_weight is not None:
             objective = (fbr_weight * loss).mean()
         else:

@@ -6,7 +6,8 @@ import torch
 
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_TRAIN, SPLIT_VAL
-from core.engine import AuditCancelled, Trainer, TrainConfig, make_split
+from core.engine import AuditCancelled, Trainer, TrainConfig
+from core.splits import make_split
 from core.errors import ConfigError
 from core.lilaw import LilawConfig
 

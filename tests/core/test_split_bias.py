@@ -10,7 +10,8 @@ import pytest
 from core.audit import run_audit
 from core.audit_config import AuditConfig, TrainConfig
 from core.dynamics import SPLIT_TRAIN, SPLIT_VAL
-from core.engine import AuditCancelled, Trainer, make_folds
+from core.engine import AuditCancelled, Trainer
+from core.splits import make_folds
 from core.errors import ConfigError
 from core.loaders import load_dataset
 from core.scores import calibrate_within_groups, rank_scores
