@@ -61,10 +61,23 @@ SessionFactoryDep = Annotated[sessionmaker[Session], Depends(_session_factory)]
 ReadSessionFactoryDep = Annotated[sessionmaker[Session], Depends(_read_session_factory)]
 
 
-def _session(request: Request, sessions: SessionFactoryDep, reads: ReadSessionFactoryDep) -> Iterator[Session]:
-    """The request's transaction: a read (DEFERRED on SQLite) for GET and HEAD, else one that
-    takes SQLite's write lock when it begins."""
-    with session_scope(reads if request.method in SAFE_METHODS else sessions) as session:
+def _read_session(reads: ReadSessionFactoryDep) -> Iterator[Session]:
+    """The request's read transaction (DEFERRED on SQLite): the key lookup's, and for GET and
+    HEAD the route's too, so that a read costs one transaction."""
+    with session_scope(reads) as session:
+        yield session
+
+
+_ReadSessionDep = Annotated[Session, Depends(_read_session, scope="function")]
+
+
+def _session(request: Request, sessions: SessionFactoryDep, reads: _ReadSessionDep) -> Iterator[Session]:
+    """The request's transaction: the read one for GET and HEAD, else one that takes SQLite's
+    write lock when it begins."""
+    if request.method in SAFE_METHODS:
+        yield reads
+        return
+    with session_scope(sessions) as session:
         yield session
 
 
@@ -73,29 +86,30 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 
 def _key_holder(
     request: Request,
-    sessions: ReadSessionFactoryDep,
+    session: _ReadSessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
     session_token: Annotated[str | None, Depends(_session_cookie)],
 ) -> KeyHolder:
-    """The key's owner, reviewer and role, looked up in a transaction of its own: the request's
-    transaction begins only when the route needs it, after an upload has streamed in."""
+    """The key's owner, reviewer and role, looked up in the request's read transaction. A change
+    ends that transaction here: the route's own transaction begins only when the route needs it,
+    after an upload has streamed in, and no snapshot is held open meanwhile."""
     key = bearer.credentials if bearer is not None else header_key
     if key:
-        with sessions() as session:
-            holder = key_holder(session, key)
+        holder = key_holder(session, key)
         if holder is None:
             raise AuthenticationError("invalid API key")
     elif session_token:
         if request.method not in SAFE_METHODS and "x-requested-with" not in request.headers:
             raise AuthenticationError("a request authenticated by the session cookie must send X-Requested-With")
-        with sessions() as session:
-            found = page_session(session, session_token)
+        found = page_session(session, session_token)
         if found is None:
             raise AuthenticationError("the session has ended: log in again")
         holder = found.holder
     else:
         raise AuthenticationError("missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+    if request.method not in SAFE_METHODS:
+        session.close()  # its objects (the owner) detached, as the route's own session expects
     if holder.is_reviewer:
         _check_reviewer_may(request)
     return holder

@@ -1,15 +1,16 @@
 """Read-route latency under concurrent users, against the real API over loopback.
 
     .venv/bin/python benchmarks/load.py [--users 20] [--requests 1000] [--backends sqlite,postgresql]
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
+        [--api-workers 2 | 1,2] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
 For each backend: a scratch data dir (and a scratch Postgres database, dropped afterwards), a
 small real audit (digits, 300 samples, 3 epochs, a small CNN on the CPU) uploaded and written
-as the worker writes it, then the API started with uvicorn on 127.0.0.1 (the embedded broker;
-no worker is needed for reads). `--users` concurrent clients send `--requests` requests in all,
+as the worker writes it, then the API started with uvicorn on 127.0.0.1 with `--api-workers`
+processes (2, as `lilaw-audit up` starts it; `1,2` runs both, one after the other, on the same
+data), on the embedded broker (no worker is needed for reads). `--users` concurrent clients send `--requests` requests in all,
 spread evenly over the read routes (the job, a page of suspects, the review queue, one sample's
 dynamics, a thumbnail), each asking for a sample of its own. Prints req/s and p50/p95/p99 per
-route and backend. Nothing leaves loopback.
+route, backend and process count. Nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_api(env: dict[str, str]):
+def running_api(env: dict[str, str], workers: int = 1):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", "--workers", str(workers)],
         env={**os.environ, **env}, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -176,6 +177,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--api-workers", default="2",
+                        help="uvicorn worker processes, or a comma-separated list to compare (default: as `lilaw-audit up`)")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -193,21 +196,23 @@ def main() -> None:
                 os.environ.update(env)  # what Settings reads, here and in the server
                 settings = Settings()
                 upgrade_database(settings.resolved_database_url)
-                with running_api(env) as url:
-                    key, job_id = seed(url, settings, npz, result, epochs)
-                    latencies, elapsed = asyncio.run(load(url, key, job_id, args.users, args.requests))
-            everything = [value for values in latencies.values() for value in values]
-            for route in (*ROUTES, "all"):
-                values = everything if route == "all" else latencies[route]
-                rows.append((
-                    backend, route, len(values), len(values) / elapsed,
-                    percentile(values, 50), percentile(values, 95), percentile(values, 99),
-                ))  # fmt: skip
-    print(f"\n{args.users} concurrent users, {args.requests} requests per backend\n")
-    print("| backend | route | requests | req/s | p50 ms | p95 ms | p99 ms |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for backend, route, count, rate, p50, p95, p99 in rows:
-        print(f"| {backend} | {route} | {count} | {rate:.0f} | {p50:.0f} | {p95:.0f} | {p99:.0f} |")
+                seeded = None
+                for workers in [int(count) for count in args.api_workers.split(",")]:
+                    with running_api(env, workers) as url:
+                        seeded = seeded or seed(url, settings, npz, result, epochs)
+                        latencies, elapsed = asyncio.run(load(url, *seeded, args.users, args.requests))
+                    everything = [value for values in latencies.values() for value in values]
+                    for route in (*ROUTES, "all"):
+                        values = everything if route == "all" else latencies[route]
+                        rows.append((
+                            backend, workers, route, len(values), len(values) / elapsed,
+                            percentile(values, 50), percentile(values, 95), percentile(values, 99),
+                        ))  # fmt: skip
+    print(f"\n{args.users} concurrent users, {args.requests} requests per backend and API process count\n")
+    print("| backend | API processes | route | requests | req/s | p50 ms | p95 ms | p99 ms |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for backend, workers, route, count, rate, p50, p95, p99 in rows:
+        print(f"| {backend} | {workers} | {route} | {count} | {rate:.0f} | {p50:.0f} | {p95:.0f} | {p99:.0f} |")
 
 
 if __name__ == "__main__":
