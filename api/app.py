@@ -30,6 +30,10 @@ more suspicious. Authenticate with an API key (`lilaw-audit create-key --owner N
 pages under `/ui` (log in with a key at `/ui/login`)."""
 
 
+# Connections kept open for GET requests; sync routes run on a 40-thread pool (anyio's default).
+READ_POOL_SIZE = 20
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -44,9 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         celery = make_celery(settings)
         app.state.sessions = make_session_factory(engine)
         # Reads (GET routes, key and session lookups) begin DEFERRED: on SQLite (WAL) they run
-        # beside the writer instead of queueing for its lock.
-        read_engine = make_engine(settings.resolved_database_url)
+        # beside the writer instead of queueing for its lock. Their pool keeps a connection for
+        # every concurrent request: one closed after each use is reopened (and configured) by
+        # the next, which under 20 concurrent readers was most of a request's time.
+        read_engine = make_engine(settings.resolved_database_url, pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_SIZE)
         app.state.read_sessions = make_session_factory(read_engine)
+        app.state.celery = celery  # also sends the ingest tasks of large uploads (api.uploads)
         app.state.audit_queue = AuditQueue(celery, settings.audit_queue)
         try:
             yield

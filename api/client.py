@@ -86,14 +86,54 @@ class LilawClient:
     # ------------------------------------------------------------ datasets
 
     def upload_dataset(
-        self, path: str | Path, *, name: str | None = None, modality: str | None = None
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        modality: str | None = None,
+        wait: bool = True,
+        on_progress: Callable[[DatasetPublic], None] | None = None,
+        poll_seconds: float = 0.5,
+        timeout: float | None = None,
     ) -> DatasetPublic:
-        """Upload a dataset file (streamed); a name already used adds a version."""
+        """Upload a dataset file (streamed); a name already used adds a version. A large file is
+        ingested by the server after the upload: with `wait` (the default) this polls the dataset
+        until it is ready, `on_progress` seeing every polled state (its `ingest_percent`), and
+        raises `LilawAPIError` (422, the server's reason) when the ingest failed."""
         path = Path(path)
         fields = {key: value for key, value in {"name": name, "modality": modality}.items() if value is not None}
         with path.open("rb") as file:
             response = self._http.post("/datasets", files={"file": (path.name, file)}, data=fields)
-        return DatasetPublic.model_validate(self._checked(response).json())
+        dataset = DatasetPublic.model_validate(self._checked(response).json())
+        if not wait or dataset.status != "ingesting":
+            return dataset
+        return self.wait_for_dataset(dataset.id, on_progress, poll_seconds=poll_seconds, timeout=timeout)
+
+    def dataset(self, dataset_id: int) -> DatasetPublic:
+        return DatasetPublic.model_validate(self._get(f"/datasets/{dataset_id}"))
+
+    def wait_for_dataset(
+        self,
+        dataset_id: int,
+        on_progress: Callable[[DatasetPublic], None] | None = None,
+        *,
+        poll_seconds: float = 0.5,
+        timeout: float | None = None,
+    ) -> DatasetPublic:
+        """Poll the dataset until its upload is ingested and return it; a failed ingest raises
+        `LilawAPIError` (422) with the reason, `timeout` seconds without an end `TimeoutError`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            dataset = self.dataset(dataset_id)
+            if on_progress is not None:
+                on_progress(dataset)
+            if dataset.status == "failed":
+                raise LilawAPIError(422, dataset.ingest_error or "the dataset could not be ingested")
+            if dataset.status == "ready":
+                return dataset
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"dataset {dataset_id} is still ingesting after {timeout} s")
+            time.sleep(poll_seconds)
 
     def create_builtin_dataset(self, builtin: str, *, name: str | None = None) -> DatasetPublic:
         response = self._http.post("/datasets", json={"builtin": builtin, "name": name})

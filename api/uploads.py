@@ -2,7 +2,10 @@
 blob store (hashed, size-limited: 413 as soon as it is too large), the text fields stay in memory.
 Whatever fails (a client gone mid-upload included), the partly received file is removed; once
 the request has ended, whatever its answer, `release_upload` removes the received blob unless a
-dataset version now refers to it."""
+dataset version now refers to it.
+
+An upload larger than `settings.inline_ingest_max_bytes` is ingested by the ingest task
+(`queue_ingest`), not inside its request."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -21,8 +25,11 @@ from api.errors import validation_message
 from api.schemas import DatasetUploadForm
 from core.dataset import Modality
 from core.errors import AuditError, DatasetError
-from core.services import UploadTooLargeError
+from core.services import BrokerUnavailableError, UploadTooLargeError
 from core.services.blobs import SUFFIXES, Blob, BlobStore, BlobWriter
+from core.services.ingest import fail_ingest
+from core.settings import Settings
+from worker.celery_app import INGEST_TASK, ingest_queue
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 4096
@@ -67,6 +74,23 @@ async def release_upload(store: BlobStore, sessions: sessionmaker[Session], uplo
     """Remove the upload's blob if the request that received it left no dataset version on it
     (a refusal, a 404, a 500, a lost race, or an append, which stores a blob of its own)."""
     await run_in_threadpool(store.discard_unreferenced, sessions, upload.blob)
+
+
+def ingested_inline(upload: DatasetUpload, settings: Settings) -> bool:
+    """Whether the upload is small enough to be ingested inside its request."""
+    return upload.blob.path.stat().st_size <= settings.inline_ingest_max_bytes
+
+
+def queue_ingest(request: Request, session: Session, settings: Settings, version_id: int) -> None:
+    """Commit the ingesting version, then queue its ingest task. When the broker refuses it, the
+    ingest is recorded as failed (the version and blob removed) and `BrokerUnavailableError` raised."""
+    session.commit()  # the ingest worker must find the version when its task arrives
+    try:
+        request.app.state.celery.send_task(INGEST_TASK, args=[version_id], queue=ingest_queue(settings))
+    except OperationalError as error:
+        message = "the upload could not be queued for ingest: the broker is unavailable"
+        fail_ingest(request.app.state.sessions, settings, version_id, message)
+        raise BrokerUnavailableError(message) from error
 
 
 def _boundary(content_type: str) -> bytes:

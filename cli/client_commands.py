@@ -19,7 +19,7 @@ from core.statuses import JobStatus
 
 if TYPE_CHECKING:
     from api.client import LilawClient
-    from api.schemas import JobPublic, ReauditReportPublic, SuspectPublic
+    from api.schemas import DatasetPublic, JobPublic, ReauditReportPublic, SuspectPublic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DOWNLOADS = {"scores.csv": "csv", "scores.parquet": "parquet", "model": None}
@@ -203,13 +203,26 @@ def upload_command(args: argparse.Namespace) -> int:
         if not Path(args.source).exists() and args.source in BUILTINS:
             dataset = client.create_builtin_dataset(args.source, name=args.name)
         else:
-            dataset = client.upload_dataset(args.source, name=args.name, modality=args.modality)
+            dataset = _upload_with_progress(client, args)
     version = dataset.versions[-1]
     print(
         f"dataset {dataset.id} {dataset.name!r} version {version.version}: {version.num_samples} samples, "
         f"{version.num_classes} classes ({version.modality})"
     )
     return 0
+
+
+def _upload_with_progress(client: LilawClient, args: argparse.Namespace) -> DatasetPublic:
+    """Upload the file; a large one is ingested by the server afterwards, shown as a bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=100, unit="%", desc=f"ingest {Path(args.source).name}", file=sys.stderr, delay=1) as bar:
+
+        def show(dataset: DatasetPublic) -> None:
+            bar.n = dataset.ingest_percent
+            bar.refresh()
+
+        return client.upload_dataset(args.source, name=args.name, modality=args.modality, on_progress=show)
 
 
 TRAINING_OPTIONS = (

@@ -3,7 +3,8 @@ webhook deliveries and beat as child processes (`Stack`), as `lilaw-audit up` an
 and the end-to-end tests start them.
 
 The webhook worker consumes the webhooks queue (and the maintenance queue, so the reaper runs
-while the audit worker is busy): a slow receiver delays other deliveries, never an audit."""
+while the audit worker is busy): a slow receiver delays other deliveries, never an audit. The
+ingest worker consumes the ingest queue: a large upload is read beside a running audit."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import httpx
 from core.errors import AuditError
 from core.settings import Settings
 from migrations import upgrade_database
-from worker.celery_app import declare_queues, maintenance_queue, webhooks_queue
+from worker.celery_app import declare_queues, ingest_queue, maintenance_queue, webhooks_queue
 
 CELERY = [sys.executable, "-m", "celery", "--app", "worker.celery_app"]
 STARTUP_TIMEOUT_S = 120.0
@@ -56,12 +57,28 @@ def webhook_worker_arguments(settings: Settings, loglevel: str = "INFO") -> list
     ]  # fmt: skip
 
 
+def ingest_worker_arguments(settings: Settings, loglevel: str = "INFO") -> list[str]:
+    """`celery worker` arguments of the uploads' ingest worker: one prefork child (time limits
+    hold; a large file's decoding stays out of the audit worker), named apart on the same host."""
+    return [
+        "worker",
+        "--queues", ingest_queue(settings),
+        "--concurrency", "1",
+        "--pool", "prefork",
+        "--hostname", "ingest@%h",
+        "--loglevel", loglevel,
+    ]  # fmt: skip
+
+
 def process_commands(settings: Settings, host: str, port: int, *, beat: bool = True) -> dict[str, list[str]]:
-    """The command line of each process of the service: the API, the audit worker and, with
-    `beat`, the webhook worker and beat (whose periodic tasks are what the webhook worker runs)."""
+    """The command line of each process of the service: the API, the audit and ingest workers
+    and, with `beat`, the webhook worker and beat (whose periodic tasks are what the webhook
+    worker runs)."""
     commands = {
-        "api": [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port)],
+        "api": [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port),
+                "--workers", str(settings.api_workers)],
         "worker": [*CELERY, *worker_arguments(settings)],
+        "ingest": [*CELERY, *ingest_worker_arguments(settings)],
     }
     if beat:
         commands["webhooks"] = [*CELERY, *webhook_worker_arguments(settings)]
@@ -145,7 +162,7 @@ class Stack:
         raise StackError(self.failure)
 
     def stop(self) -> None:
-        signals = {"worker": signal.SIGQUIT, "webhooks": signal.SIGQUIT}
+        signals = {"worker": signal.SIGQUIT, "webhooks": signal.SIGQUIT, "ingest": signal.SIGQUIT}
         for name, process in self.processes.items():
             if process.poll() is None:
                 process.send_signal(signals.get(name, signal.SIGTERM))

@@ -1,4 +1,4 @@
-"""The in-memory dataset every audit works on, whatever file format it came from."""
+"""The dataset every audit works on, whatever file format it came from."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class AuditDataset:
     x: image  -> uint8 [N, C, H, W] (all images resized to one size at load time)
        tabular -> float32 [N, F]
        timeseries -> float32 [N, C, T]
+       in memory, or a version's shard memory-mapped (`core.sample_store`): training then reads
+       its batches from the file (`core.engine.Inputs`), never the whole of it.
     y: int64 [N], given (possibly noisy) labels, indices into `class_names`.
     sample_ids: N stable, unique strings (user-given, row index, or content hash).
     is_mislabeled: optional bool [N], known flags (True = the given label is wrong).

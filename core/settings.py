@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     max_decoded_pixels: int = 80_000_000  # about 240 MB decoded as RGB (see core.loaders.limits)
     audit_queue: str = "audit"
+    # API processes `lilaw-audit up` starts (uvicorn --workers): one process serves its sync
+    # routes from one interpreter lock, so a second uses the second core (docs/benchmarks.md,
+    # "Read routes under 20 concurrent users").
+    api_workers: int = Field(default=2, ge=1, le=64)
+    # Uploads up to this size are ingested (parsed, checked, hashed, stored) inside their
+    # request (201); larger ones by the ingest task on its own queue (202, then poll the dataset).
+    inline_ingest_max_bytes: int = 8 * 1024**2
     # A job longer than this is stopped (soft limit; the hard limit is 1.2x). On Redis the
     # visibility timeout is set above the hard limit, so a running job is never redelivered.
     job_soft_time_limit_s: int = 24 * 3600
@@ -61,6 +68,11 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def sample_dir(self) -> Path:
+        """Dataset versions' decoded samples, as .npy shards (`core.sample_store`)."""
+        return self.data_dir / "samples"
 
     @property
     def job_dir(self) -> Path:

@@ -6,7 +6,9 @@ tasks (the reaper of stuck jobs, due re-audit schedules, the blob sweep) go to
 `audit.maintenance`, which every worker consumes too by default (`lilaw-audit worker`). Webhook
 deliveries go to `audit.webhooks`, which only the webhook worker consumes
 (`cli.stack.webhook_worker_arguments`; it takes the maintenance queue too): a slow receiver never
-holds an audit worker's slot.
+holds an audit worker's slot. Ingests of uploaded files (`core.services.ingest`) go to
+`audit.ingest`, which the ingest worker consumes (`cli.stack.ingest_worker_arguments`): a large
+upload never waits behind a long audit, nor holds an audit worker.
 
 Building the app touches no file: the data dir, which holds the SQLite broker and beat's
 schedule, is created when a worker or beat starts on `app`, or when `declare_queues` connects.
@@ -25,6 +27,7 @@ REAP_TASK = "lilaw.reap_stuck_jobs"
 SCHEDULES_TASK = "lilaw.run_due_schedules"
 WEBHOOKS_TASK = "lilaw.deliver_webhooks"
 SWEEP_BLOBS_TASK = "lilaw.sweep_orphan_blobs"
+INGEST_TASK = "lilaw.ingest"
 SWEEP_BLOBS_EVERY_S = 3600.0
 MAINTENANCE_TASKS = (REAP_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK)
 
@@ -37,6 +40,11 @@ def maintenance_queue(settings: Settings) -> str:
 def webhooks_queue(settings: Settings) -> str:
     """The webhook deliveries' queue, named after the audit queue."""
     return f"{settings.audit_queue}.webhooks"
+
+
+def ingest_queue(settings: Settings) -> str:
+    """The uploads' ingest queue, named after the audit queue."""
+    return f"{settings.audit_queue}.ingest"
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -66,6 +74,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             AUDIT_TASK: {"queue": settings.audit_queue},
             **{task: {"queue": maintenance_queue(settings)} for task in MAINTENANCE_TASKS},
             WEBHOOKS_TASK: {"queue": webhooks_queue(settings)},
+            INGEST_TASK: {"queue": ingest_queue(settings)},
         },
         beat_schedule={
             REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
@@ -88,7 +97,7 @@ def declare_queues(settings: Settings) -> None:
     together on a new broker file)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with make_celery(settings).connection_for_write() as connection:
-        for name in (settings.audit_queue, maintenance_queue(settings), webhooks_queue(settings)):
+        for name in (settings.audit_queue, maintenance_queue(settings), webhooks_queue(settings), ingest_queue(settings)):
             Queue(name, Exchange(name), routing_key=name)(connection.default_channel).declare()
 
 

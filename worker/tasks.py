@@ -8,11 +8,19 @@ from functools import lru_cache
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import audit_runs, job_claims, schedules, webhooks
+from core.services import audit_runs, ingest, job_claims, schedules, webhooks
 from core.services.blobs import BlobStore
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
-from worker.celery_app import AUDIT_TASK, REAP_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK, WEBHOOKS_TASK, app
+from worker.celery_app import (
+    AUDIT_TASK,
+    INGEST_TASK,
+    REAP_TASK,
+    SCHEDULES_TASK,
+    SWEEP_BLOBS_TASK,
+    WEBHOOKS_TASK,
+    app,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,21 @@ def audit(self: AuditTask, job_id: int) -> str | None:
     if status is JobStatus.SUCCEEDED:
         deliver_webhooks.delay()  # a finished re-audit's webhook call, without waiting for beat
     return status
+
+
+class IngestTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """Whatever escaped the ingest (a time limit, a lost database) fails it: the dataset shows
+        a generic message, the log the exception."""
+        logger.error("ingest task %s of version %s failed: %s: %s", task_id, args[0], type(exc).__name__, exc, exc_info=exc)
+        message = f"the ingest failed unexpectedly ({type(exc).__name__})"
+        ingest.fail_ingest(job_sessions(), get_settings(), args[0], message)
+
+
+@app.task(bind=True, base=IngestTask, name=INGEST_TASK)
+def ingest_version(self: IngestTask, version_id: int) -> str | None:
+    """Read an uploaded file into its ingesting dataset version (`core.services.ingest`)."""
+    return ingest.run_ingest(job_sessions(), version_id, get_settings())
 
 
 @app.task(name=REAP_TASK)

@@ -6,16 +6,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.errors import validation_message
 from api.schemas import BuiltinDatasetCreate, DatasetPublic, ErrorPublic, FlagCreate, FlagsPublic
 from api.schemas.common import DbId
-from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload, release_upload
+from api.uploads import (
+    DatasetUpload,
+    ingested_inline,
+    multipart_file_schema,
+    queue_ingest,
+    receive_dataset_upload,
+    release_upload,
+)
 from core.errors import DatasetError
-from core.services import UnsupportedFileTypeError, UploadTooLargeError, datasets
+from core.services import UnsupportedFileTypeError, UploadTooLargeError, datasets, ingest
 
 MAX_FLAGS_BYTES = 64 * 1024**2
 
@@ -86,8 +93,11 @@ async def _dataset_source(
     status_code=201,
     openapi_extra=CREATE_BODY,
     responses={
+        202: {"model": DatasetPublic, "description": "a large file: its version is being ingested (poll the dataset)"},
+        409: {"model": ErrorPublic, "description": "another upload of the dataset is still being ingested"},
         413: {"model": ErrorPublic, "description": "the file is larger than the upload limit"},
         415: {"model": ErrorPublic, "description": "not a supported dataset file"},
+        503: {"model": ErrorPublic, "description": "a large file could not be queued for ingest"},
     },
 )
 def create_dataset(
@@ -96,21 +106,27 @@ def create_dataset(
     session: SessionDep,
     store: BlobStoreDep,
     settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> DatasetPublic:
     """Upload a dataset file (.zip of class folders or of images with labels.csv, .npz, .csv,
-    .tsv, .parquet) or add a built-in dataset. A name already used adds a new version."""
+    .tsv, .parquet) or add a built-in dataset. A name already used adds a new version.
+
+    A file up to the inline limit (LILAW_INLINE_INGEST_MAX_BYTES) is read inside the request:
+    201 with the new version ready. A larger one is read by the ingest worker: 202 with the
+    dataset `ingesting`; poll `GET /datasets/{id}` until its status is `ready` (or `failed`, with
+    `ingest_error`; nothing of the file is kept then)."""
     if isinstance(source, BuiltinDatasetCreate):
         dataset = datasets.create_builtin(session, owner.id, source.name or source.builtin, source.builtin)
-    else:
-        dataset = datasets.create_from_blob(
-            session,
-            store,
-            owner.id,
-            source.name,
-            source.blob,
-            modality=source.modality,
-            max_pixels=settings.max_decoded_pixels,
+    elif ingested_inline(source, settings):
+        dataset = ingest.ingest_inline(
+            session, store, settings, owner.id, source.name, source.blob, modality=source.modality
         )
+    else:
+        dataset = ingest.start_ingest(session, owner.id, source.name, source.blob, modality=source.modality)
+        queue_ingest(request, session, settings, ingest.ingesting_version_id(dataset))
+        response.status_code = 202
+        dataset = datasets.get_dataset(session, owner.id, dataset.id)
     return DatasetPublic.model_validate(dataset)
 
 

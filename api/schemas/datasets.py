@@ -4,7 +4,7 @@ how two of them differ, and the known mislabel flags of a version."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -40,6 +40,9 @@ class DatasetVersionPublic(Schema):
     blob_sha256: str
     parent_version: int | None = Field(description="the version this one was made from (append, relabel)")
     change: dict[str, Any] | None = Field(description="how it was made from its parent: kind, counts, duplicates")
+    status: Literal["ingesting", "ready"] = Field(
+        "ready", description="ingesting: its file is still being read (no samples yet, no jobs); then ready"
+    )
     created_at: datetime
 
 
@@ -49,6 +52,11 @@ class DatasetPublic(Schema):
     id: int
     name: str
     created_at: datetime
+    status: Literal["ingesting", "ready", "failed"] = Field(
+        "ready", description="its latest upload's ingest: ingesting (see ingest_percent), ready or failed (see ingest_error)"
+    )
+    ingest_percent: int = Field(100, description="how far the ingest of its latest upload got, 0..100")
+    ingest_error: str | None = Field(None, description="why its latest upload could not be ingested (nothing of it was stored)")
     versions: list[DatasetVersionPublic]
 
 

@@ -44,6 +44,7 @@ Every problem with the input raises `DatasetError` naming the file, member or ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +55,7 @@ from core.errors import ConfigError, DatasetError
 from core.loaders.registry import BUILTINS, load_source
 from core.loaders.validation import FALSE_TEXTS, TRUE_TEXTS
 from core.noise import stratified_choice
+from core.sample_store import SinkFactory
 
 __all__ = ["BUILTINS", "FALSE_TEXTS", "TRUE_TEXTS", "load_dataset"]
 
@@ -68,10 +70,16 @@ def load_dataset(
     max_pixels: int = 50_000_000,
     limit: int | None = None,
     modality: Modality | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    sink: SinkFactory | None = None,
 ) -> AuditDataset:
-    """Load `source` (a file path or a built-in name) as an `AuditDataset`."""
+    """Load `source` (a file path or a built-in name) as an `AuditDataset`; `on_progress` is
+    told the fraction read so far by the formats that decode sample by sample (images), which
+    decode into `sink` (`core.sample_store`; default: memory) one image at a time."""
     _check_options(image_size, max_pixels, limit, modality)
-    dataset = load_source(source, image_size=image_size, max_pixels=max_pixels, modality=modality)
+    dataset = load_source(
+        source, image_size=image_size, max_pixels=max_pixels, modality=modality, on_progress=on_progress, sink=sink
+    )
     if modality is not None and dataset.modality != modality:
         raise DatasetError(f"{dataset.name} holds {dataset.modality} data, not {modality}")
     return dataset if limit is None else _subset(dataset, limit)

@@ -21,6 +21,7 @@ import json
 import posixpath
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,7 +32,7 @@ from PIL import Image
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
-from core.loaders.images import decoded_bytes, load_image, open_image, stack_images
+from core.loaders.images import decode_all, decoded_bytes, open_image
 from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_PARQUET_BYTES
 from core.loaders.safe_zip import open_zip, read_member
 from core.loaders.source import FileSource
@@ -106,7 +107,8 @@ def load_saved_dataset_zip(source: FileSource) -> AuditDataset:
             raise DatasetError(f"{where}: a DatasetDict of several splits needs a 'train' split (has {', '.join(splits)})")
         dataset = _split_dataset(archive, files, splits[main], source, f"{where}:{main}" if len(splits) > 1 else where)
         if "test" in splits and main == "train":
-            test = _split_dataset(archive, files, splits["test"], source, f"{where}:test")
+            # The test split stays in memory: the source's sink takes the audited split only.
+            test = _split_dataset(archive, files, splits["test"], replace(source, sink=None), f"{where}:test")
             # Only a test split of the same classes (ClassLabel names) measures the trained model.
             dataset.test = test if test.class_names == dataset.class_names else None
     return dataset
@@ -195,7 +197,7 @@ def _table_dataset(table: pa.Table, features: dict | None, source: FileSource, w
         raise DatasetError(f"{where} has no '{IMAGE_COLUMN}' column of the datasets Image layout (a struct with bytes)")
     if LABEL_COLUMN not in table.column_names:
         raise DatasetError(f"{where} lacks column {LABEL_COLUMN} (found: {', '.join(table.column_names[:10])})")
-    images = _decode_images(table.column(IMAGE_COLUMN).combine_chunks(), where, source.max_pixels)
+    x = _decode_images(table.column(IMAGE_COLUMN).combine_chunks(), where, source)
     labels = table.column(LABEL_COLUMN).to_numpy(zero_copy_only=False)
     names = _label_names(features)
     if names is not None:
@@ -209,7 +211,7 @@ def _table_dataset(table: pa.Table, features: dict | None, source: FileSource, w
     if FLAGS_COLUMN in table.column_names:
         flags = parse_flags(table.column(FLAGS_COLUMN).to_numpy(zero_copy_only=False), f"{where}:{FLAGS_COLUMN}")
     return make_dataset(
-        name=source.name, modality="image", x=stack_images(images, source.image_size), labels=labels,
+        name=source.name, modality="image", x=x, labels=labels,
         sample_ids=ids, flags=flags, where=where, meta={"source": str(source.path), "format": meta_format},
         class_names=names,
     )  # fmt: skip
@@ -222,29 +224,35 @@ def _check_class_indices(labels: np.ndarray, names: list[str], where: str) -> No
         raise DatasetError(f"{where}: ClassLabel labels must be class indices 0..{len(names) - 1}, found {found}")
 
 
-def _decode_images(column: pa.StructArray, where: str, max_pixels: int) -> list[Image.Image]:
+def _decode_images(column: pa.StructArray, where: str, source: FileSource) -> np.ndarray:
     """Each row's image, its size read from the header first, so that the budgets (one image's
-    pixels, `max_pixels` and the decoded bytes of all of them) stop the load before an image over
-    them is decoded."""
+    pixels, `max_pixels` and, when they are held in memory, the decoded bytes of all of them)
+    stop the load before an image over them is decoded."""
     encoded = column.field("bytes").to_pylist()
     paths = column.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(encoded)
-    images, total, total_bytes = [], 0, 0
-    for row, (data, path) in enumerate(zip(encoded, paths, strict=True)):
+    totals = {"pixels": 0, "bytes": 0}
+    in_memory = source.sink is None
+
+    def opened(row: int) -> tuple[Image.Image, str]:
         place = f"{where} row {row}"
-        if data is None:
-            shown = f" (path {path!r} only)" if path else ""
+        if encoded[row] is None:
+            shown = f" (path {paths[row]!r} only)" if paths[row] else ""
             raise DatasetError(f"{place}: the image has no bytes{shown}; embed the image bytes in the file")
-        image = open_image(data, place)
+        return open_image(encoded[row], place), place
+
+    def check(row: int, image: Image.Image) -> None:
         if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise DatasetError(f"{place}: the image is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed")
-        total += image.width * image.height
-        total_bytes += decoded_bytes(image)
-        if total > max_pixels:
-            raise DatasetError(f"{where}: the images hold more than {max_pixels} pixels in all (at row {row})")
-        if total_bytes > MAX_DECODED_IMAGE_BYTES:
+            raise DatasetError(
+                f"{where} row {row}: the image is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
+            )
+        totals["pixels"] += image.width * image.height
+        totals["bytes"] += decoded_bytes(image)
+        if totals["pixels"] > source.max_pixels:
+            raise DatasetError(f"{where}: the images hold more than {source.max_pixels} pixels in all (at row {row})")
+        if in_memory and totals["bytes"] > MAX_DECODED_IMAGE_BYTES:
             raise DatasetError(f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at row {row})")
-        images.append(load_image(image, place))
-    return images
+
+    return decode_all(len(encoded), opened, source, check)
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ import io
 import posixpath
 import zipfile
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
-from core.loaders.images import decoded_bytes, load_image, open_image, stack_images
+from core.loaders.images import decode_all, decoded_bytes, open_image
 from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_LABELS_CSV_BYTES
 from core.loaders.safe_zip import open_zip, read_member
 from core.loaders.source import FileSource
@@ -39,13 +40,13 @@ def load_image_zip(source: FileSource) -> AuditDataset:
             entries, flags = _entries_from_folders(list(files), path.name), None
             layout = "imagefolder"
         members = [member for member, _ in entries]
-        images = _decode_images(archive, [files[m] for m in members], path.name, source.max_pixels)
+        x = _decode_images(archive, [files[m] for m in members], path.name, source)
     used = set(members)
     skipped = [name for name in files if name not in used and name != labels_csv]
     return make_dataset(
         name=source.name,
         modality="image",
-        x=stack_images(images, source.image_size),
+        x=x,
         labels=[label for _, label in entries],
         sample_ids=members,
         flags=flags,
@@ -117,25 +118,30 @@ def _resolve_member(file, base: str, files: dict, where: str) -> str:
     raise DatasetError(f"{where}: file {text!r} is not in the archive")
 
 
-def _decode_images(archive: zipfile.ZipFile, infos, where: str, max_pixels: int) -> list[Image.Image]:
+def _decode_images(archive: zipfile.ZipFile, infos, where: str, source: FileSource) -> np.ndarray:
     """The members' images; each one's size is read from its header, so that the budgets (one
-    image's pixels, `max_pixels` and the decoded bytes of all of them) stop the load before an
-    image over them is decoded."""
-    images, total, total_bytes = [], 0, 0
-    for info in infos:
-        place = f"{where}:{info.filename}"
-        image = open_image(read_member(archive, info, where), place)
+    image's pixels, `max_pixels` and, when they are held in memory, the decoded bytes of all of
+    them) stop the load before an image over them is decoded."""
+    totals = {"pixels": 0, "bytes": 0}
+    in_memory = source.sink is None
+
+    def opened(i: int) -> tuple[Image.Image, str]:
+        place = f"{where}:{infos[i].filename}"
+        return open_image(read_member(archive, infos[i], where), place), place
+
+    def check(i: int, image: Image.Image) -> None:
+        name = infos[i].filename
         if image.width * image.height > MAX_IMAGE_PIXELS:
             raise DatasetError(
-                f"{place} is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed per image"
+                f"{where}:{name} is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed per image"
             )
-        total += image.width * image.height
-        total_bytes += decoded_bytes(image)
-        if total > max_pixels:
-            raise DatasetError(f"{where}: the images hold more than {max_pixels} pixels in all (at {info.filename!r})")
-        if total_bytes > MAX_DECODED_IMAGE_BYTES:
+        totals["pixels"] += image.width * image.height
+        totals["bytes"] += decoded_bytes(image)
+        if totals["pixels"] > source.max_pixels:
+            raise DatasetError(f"{where}: the images hold more than {source.max_pixels} pixels in all (at {name!r})")
+        if in_memory and totals["bytes"] > MAX_DECODED_IMAGE_BYTES:
             raise DatasetError(
-                f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at {info.filename!r})"
+                f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at {name!r})"
             )
-        images.append(load_image(image, place))
-    return images
+
+    return decode_all(len(infos), opened, source, check)

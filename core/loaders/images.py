@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import DatasetError
+from core.sample_store import memory_sink
+
+if TYPE_CHECKING:
+    from core.loaders.source import FileSource
 
 MAX_DEFAULT_IMAGE_SIDE = 224
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -31,6 +37,45 @@ def decoded_bytes(image: Image.Image) -> int:
     return image.width * image.height * per_pixel
 
 
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """The opened image's size once turned upright by its EXIF orientation (`load_image`), from its header."""
+    try:
+        orientation = image.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block: `load_image` says so, or leaves the image as it is
+        orientation = None
+    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
+
+
+def decode_all(
+    count: int, opened: Callable[[int], tuple[Image.Image, str]], source: FileSource,
+    check: Callable[[int, Image.Image], None],
+) -> np.ndarray:
+    """Images 0..count−1 (`opened(i)`: image i with its header read, not decoded, and where it is)
+    as uint8 [N, C, H, W] in the source's sink: a first pass reads every header (`check(i, image)`
+    enforces the budgets before anything is decoded) and fixes the layout, a second decodes one
+    image at a time into the sink. The progress: 10% the headers, 90% the decoding."""
+    headers = []
+    for i in range(count):
+        if i % 256 == 0:
+            source.progress(i, 10 * count)
+        image, _ = opened(i)
+        check(i, image)
+        headers.append((image.mode, upright_size(image)))
+        image.close()
+    layout = image_layout(headers, source.image_size)
+    sink = (source.sink or memory_sink)((count, *layout.shape), np.dtype(np.uint8))
+    try:
+        for i in range(count):
+            if i % 256 == 0:
+                source.progress(count + 9 * i, 10 * count)
+            image, where = opened(i)
+            sink.put(i, layout.pixels(load_image(image, where)))
+        return sink.finish()
+    except BaseException:
+        sink.discard()
+        raise
+
+
 def load_image(image: Image.Image, where: str) -> Image.Image:
     """Decode the pixels of an opened image, turned upright by its EXIF orientation."""
     try:
@@ -42,16 +87,39 @@ def load_image(image: Image.Image, where: str) -> Image.Image:
 
 def stack_images(images: list[Image.Image], image_size: int | None) -> np.ndarray:
     """One array of all images: L when every one is grayscale, else RGB, resized to one size."""
-    gray = all(image.mode in GRAYSCALE_MODES for image in images)
-    width, height = (image_size, image_size) if image_size else _default_size(images)
-    x = np.empty((len(images), 1 if gray else 3, height, width), dtype=np.uint8)
+    layout = image_layout([(image.mode, image.size) for image in images], image_size)
+    x = np.empty((len(images), *layout.shape), dtype=np.uint8)
     for i, image in enumerate(images):
-        converted = _to_gray(image) if gray else image.convert("RGB")
-        if converted.size != (width, height):
-            converted = converted.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(converted)
-        x[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
+        x[i] = layout.pixels(image)
     return x
+
+
+class ImageLayout:
+    """The one shape every image of a dataset is stored at: grayscale (1 channel) when every image
+    is, else RGB, at one width and height."""
+
+    def __init__(self, gray: bool, width: int, height: int):
+        self.gray, self.width, self.height = gray, width, height
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (1 if self.gray else 3, self.height, self.width)
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """A decoded image as uint8 [C, H, W] of this layout."""
+        converted = _to_gray(image) if self.gray else image.convert("RGB")
+        if converted.size != (self.width, self.height):
+            converted = converted.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(converted)
+        return pixels[None] if self.gray else pixels.transpose(2, 0, 1)
+
+
+def image_layout(headers: list[tuple[str, tuple[int, int]]], image_size: int | None) -> ImageLayout:
+    """The layout of images known by their headers, (mode, (width, height)) each: `image_size`
+    squared, or by default the most common size with its longer side capped at 224."""
+    gray = all(mode in GRAYSCALE_MODES for mode, _ in headers)
+    width, height = (image_size, image_size) if image_size else _default_size([size for _, size in headers])
+    return ImageLayout(gray, width, height)
 
 
 def _to_gray(image: Image.Image) -> Image.Image:
@@ -63,8 +131,8 @@ def _to_gray(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
 
 
-def _default_size(images: list[Image.Image]) -> tuple[int, int]:
-    width, height = Counter(image.size for image in images).most_common(1)[0][0]
+def _default_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    width, height = Counter(sizes).most_common(1)[0][0]
     longest = max(width, height)
     if longest <= MAX_DEFAULT_IMAGE_SIDE:
         return width, height

@@ -17,6 +17,7 @@ from core.loaders.safe_zip import open_zip
 from core.loaders.source import FileSource
 from core.loaders.tabular import load_csv, load_parquet, load_tsv
 from core.loaders.timeseries import TIMESERIES_SUFFIXES, requested_modality
+from core.sample_store import SinkFactory
 
 BUILTIN_LOADERS: dict[str, Callable[..., AuditDataset]] = {"digits": load_digits, "fashion-mnist": load_fashion_mnist}
 BUILTINS = tuple(BUILTIN_LOADERS)
@@ -47,7 +48,9 @@ FILE_LOADERS: dict[str, Callable[[FileSource], AuditDataset]] = {
 
 
 def load_source(
-    source: str | Path, *, image_size: int | None, max_pixels: int, modality: Modality | None
+    source: str | Path, *, image_size: int | None, max_pixels: int, modality: Modality | None,
+    on_progress: Callable[[float], None] | None = None,
+    sink: SinkFactory | None = None,
 ) -> AuditDataset:
     """`source` loaded as the built-in of that name, else as a file; a bare name that is neither
     is an unknown built-in."""
@@ -59,10 +62,14 @@ def load_source(
         return BUILTIN_LOADERS[name](image_size, directory)
     if not Path(text).exists() and not re.search(r"[./\\]", text):
         raise DatasetError(f"unknown built-in dataset {text!r}; built-ins are {', '.join(BUILTINS)}")
-    return _load_file(Path(source), image_size, max_pixels, modality)
+    return _load_file(Path(source), image_size, max_pixels, modality, on_progress, sink)
 
 
-def _load_file(path: Path, image_size: int | None, max_pixels: int, modality: Modality | None) -> AuditDataset:
+def _load_file(
+    path: Path, image_size: int | None, max_pixels: int, modality: Modality | None,
+    on_progress: Callable[[float], None] | None,
+    sink: SinkFactory | None = None,
+) -> AuditDataset:
     if not path.is_file():
         raise DatasetError(f"{path} does not exist or is not a file")
     source = FileSource(
@@ -71,6 +78,8 @@ def _load_file(path: Path, image_size: int | None, max_pixels: int, modality: Mo
         image_size=image_size,
         max_pixels=max_pixels,
         modality=requested_modality(path, modality),
+        on_progress=on_progress,
+        sink=sink,
     )
     return FILE_LOADERS[_format_of(path)](source)
 

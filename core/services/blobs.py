@@ -11,8 +11,9 @@ A blob's path and name are internal: an error a user reads names the file they u
 No file outlives its use: a request that received an upload removes the blob afterwards unless a
 dataset version refers to it (`discard_unreferenced`, whatever the request's outcome), and
 `sweep_orphans` (run periodically by beat, or `lilaw-audit sweep-blobs`) removes what a killed
-process left: blobs no version refers to and partial uploads in `incoming/`, both only once older
-than a grace period, so that an upload still in flight is left alone.
+process left: blobs no version refers to, partial uploads in `incoming/` and sample shards
+(`settings.sample_dir`, `core.sample_store`) no version refers to, each only once older than a
+grace period, so that an upload still in flight is left alone.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class BlobStore:
         self.root = settings.blob_dir
         self.incoming_dir = self.root / "incoming"
         self.max_bytes = settings.max_upload_bytes
+        self.sample_dir = settings.sample_dir
 
     def writer(self, filename: str) -> BlobWriter:
         """A writer for an upload named `filename`; raises if its file type is not supported."""
@@ -206,8 +208,18 @@ class BlobStore:
             if path.is_file() and _older_than(path, cutoff):
                 path.unlink(missing_ok=True)
                 report.partial_uploads.append(path.name)
-        if report.blobs or report.partial_uploads:
-            logger.info("swept %d orphan blobs and %d partial uploads", len(report.blobs), len(report.partial_uploads))
+        shards = {Path(uri).name.split(".", 1)[0] for uri in session.scalars(
+            select(DatasetVersion.samples_uri).where(DatasetVersion.samples_uri.is_not(None)).distinct()
+        )}  # fmt: skip
+        for path in self.sample_dir.glob("*.npy") if self.sample_dir.is_dir() else ():
+            if path.name.split(".", 1)[0] not in shards and _older_than(path, cutoff):
+                path.unlink(missing_ok=True)
+                report.shards.append(path.name)
+        if report.blobs or report.partial_uploads or report.shards:
+            logger.info(
+                "swept %d orphan blobs, %d partial uploads and %d sample shards",
+                len(report.blobs), len(report.partial_uploads), len(report.shards),
+            )  # fmt: skip
         return report
 
 
@@ -215,6 +227,7 @@ class BlobStore:
 class SweepReport:
     blobs: list[str] = field(default_factory=list)  # file names removed
     partial_uploads: list[str] = field(default_factory=list)
+    shards: list[str] = field(default_factory=list)  # sample shards (and their flags files)
 
 
 def _referenced(session: Session, sha256: str) -> bool:

@@ -3,7 +3,7 @@ their versions, and told which samples are known to be mislabeled.
 
 A dataset is named per owner; uploading under an existing name adds a version. A version is
 created only from a file that `core.loaders.load_dataset` read without error, with one `Sample`
-row per sample, all in the caller's transaction.
+row per sample, all in one transaction (an uploaded file's: `core.services.ingest`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from core.dataset import AuditDataset, Modality, content_hashes
-from core.errors import AuditError, DatasetError
+from core.dataset import AuditDataset, content_hashes
+from core.errors import DatasetError
 from core.loaders import BUILTINS, FALSE_TEXTS, TRUE_TEXTS, load_dataset
 from core.services import ConflictError, NotFoundError
-from core.services.blobs import BUILTIN_PREFIX, Blob, BlobStore, shown_as
-from core.services.sample_identity import carried_identities
+from core.services.blobs import BUILTIN_PREFIX
 from core.store.models import Dataset, DatasetVersion, Sample
 
 MAX_SAMPLE_ID_LENGTH = Sample.__table__.c.sample_id.type.length
@@ -73,6 +72,15 @@ def get_version(
     return found
 
 
+def require_ready(version: DatasetVersion) -> None:
+    """Refuse what needs a version's samples while its file is still being ingested."""
+    if version.status != "ready":
+        raise ConflictError(
+            f"version {version.version} of dataset {version.dataset_id} is still being ingested: "
+            "try again once the dataset's status is ready"
+        )
+
+
 def lock_dataset(session: Session, owner_id: int, dataset_id: int) -> None:
     """Serialize the writers of the dataset's versions until the transaction ends: on Postgres a
     row lock (`SELECT ... FOR UPDATE`) that a second append waits on, then reads the version the
@@ -84,34 +92,6 @@ def lock_dataset(session: Session, owner_id: int, dataset_id: int) -> None:
     )
     if locked is None:
         raise NotFoundError(f"dataset {dataset_id} not found")
-
-
-def create_from_blob(
-    session: Session,
-    store: BlobStore,
-    owner_id: int,
-    name: str,
-    blob: Blob,
-    *,
-    modality: Modality | None,
-    max_pixels: int,
-) -> Dataset:
-    """A new version of the owner's dataset `name` from an uploaded blob. When the file cannot be
-    read as a dataset, the blob is removed (if this upload created it) and `DatasetError` raised."""
-    try:
-        with shown_as(blob.path, blob.shown_name):
-            loaded = load_dataset(blob.path, modality=modality, max_pixels=max_pixels)
-            check_sample_ids(loaded)
-    except AuditError:
-        store.discard_if_unused(session, blob)
-        raise
-    hashes = content_hashes(loaded.x)
-    identities = carried_identities(session, owner_id, name, loaded.sample_ids, hashes)
-    loaded.sample_ids = identities.sample_ids
-    return add_version(
-        session, owner_id, name, loaded, blob_sha256=blob.sha256, blob_uri=blob.uri, hashes=hashes,
-        source_paths=identities.source_paths, change=identities.change(blob.shown_name),
-    )  # fmt: skip
 
 
 def create_builtin(session: Session, owner_id: int, name: str, builtin: str) -> Dataset:
@@ -195,34 +175,31 @@ def add_version(
     source_paths: list[str | None] | None = None,
     parent_version: int | None = None,
     change: dict[str, Any] | None = None,
+    into: DatasetVersion | None = None,
+    samples_uri: str | None = None,
 ) -> Dataset:
     """The next version of the owner's dataset `name` (created when new) holding `loaded`, with
-    one `Sample` row per sample. `flags` are the known flags (default: the loaded ones), `hashes`
-    the samples' content hashes (default: computed from `loaded`) and `source_paths` their ids in
-    the file where they kept another (`core.services.sample_identity`)."""
-    # Locked: two uploads under one name get versions n+1 and n+2, not one a unique-key conflict.
-    dataset = session.scalar(
-        select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name).with_for_update()
-    )
-    if dataset is None:
-        dataset = Dataset(owner_id=owner_id, name=name)
-        session.add(dataset)
-        _flush(session, name)
-    latest = session.scalar(select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id))
-    version = DatasetVersion(
-        dataset_id=dataset.id,
-        version=(latest or 0) + 1,
-        blob_sha256=blob_sha256,
-        blob_uri=blob_uri,
-        format=loaded.meta.get("format", "unknown"),
-        modality=loaded.modality,
-        num_samples=len(loaded),
-        num_classes=loaded.num_classes,
-        class_names=loaded.class_names,
-        parent_version=parent_version,
-        change=change,
-    )
-    session.add(version)
+    one `Sample` row per sample; or, with `into`, that ingesting version of it made ready.
+    `flags` are the known flags (default: the loaded ones), `hashes` the samples' content hashes
+    (default: computed from `loaded`), `source_paths` their ids in the file where they kept
+    another (`core.services.sample_identity`) and `samples_uri` the shard of their decoded
+    samples (`core.services.ingest`)."""
+    dataset = lock_dataset_by_name(session, owner_id, name, completing=into)
+    described = {
+        "blob_sha256": blob_sha256, "blob_uri": blob_uri, "format": loaded.meta.get("format", "unknown"),
+        "modality": loaded.modality, "num_samples": len(loaded), "num_classes": loaded.num_classes,
+        "class_names": loaded.class_names, "parent_version": parent_version, "change": change, "status": "ready",
+        "samples_uri": samples_uri,
+    }  # fmt: skip
+    if into is None:
+        latest = session.scalar(select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id))
+        version = DatasetVersion(dataset_id=dataset.id, version=(latest or 0) + 1, **described)
+        session.add(version)
+    else:
+        version = into
+        for key, value in described.items():
+            setattr(version, key, value)
+    dataset.status, dataset.ingest_percent, dataset.ingest_error = "ready", 100, None
     _flush(session, name)
     if flags is None:
         flags = [None] * len(loaded) if loaded.is_mislabeled is None else loaded.is_mislabeled.tolist()
@@ -248,6 +225,34 @@ def add_version(
         ],
     )
     return get_dataset(session, owner_id, dataset.id)
+
+
+def lock_dataset_by_name(
+    session: Session, owner_id: int, name: str, *, completing: DatasetVersion | None = None
+) -> Dataset:
+    """The owner's dataset `name` (created when new), locked until the transaction ends, so that
+    two uploads under one name get versions n+1 and n+2, not one a unique-key conflict. A new
+    version is refused (`ConflictError`) while one of the dataset other than `completing` is
+    still being ingested."""
+    dataset = session.scalar(
+        select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name).with_for_update()
+    )
+    if dataset is None:
+        dataset = Dataset(owner_id=owner_id, name=name)
+        session.add(dataset)
+        _flush(session, name)
+        return dataset
+    others = select(DatasetVersion.version).where(
+        DatasetVersion.dataset_id == dataset.id, DatasetVersion.status == "ingesting"
+    )
+    if completing is not None:
+        others = others.where(DatasetVersion.id != completing.id)
+    ingesting = session.scalar(others.limit(1))
+    if ingesting is not None:
+        raise ConflictError(
+            f"dataset {name!r} is still ingesting version {ingesting}: try again once its status is ready"
+        )
+    return dataset
 
 
 def _flush(session: Session, name: str) -> None:

@@ -16,13 +16,14 @@ from core.audit import AuditConfig
 from core.errors import ConfigError
 from core.models import check_model
 from core.services import ConflictError, NotFoundError
-from core.services.datasets import get_version
+from core.services.datasets import get_version, require_ready
 from core.store.models import AuditJob, DatasetVersion, JobStatus, LilawTrajectoryPoint, utcnow
 
 
 def create_job(session: Session, owner_id: int, dataset_id: int, version: int | None, config: AuditConfig) -> AuditJob:
     """A queued job auditing a version of the owner's dataset (the latest when `version` is None)."""
     dataset_version = get_version(session, owner_id, dataset_id, version)
+    require_ready(dataset_version)
     config.validate()
     check_model_name(config.model, dataset_version.modality)
     job = AuditJob(

@@ -64,11 +64,11 @@ def carried_identities(
 
 
 def _latest_samples(session: Session, owner_id: int, name: str) -> dict[str, str | None]:
-    """{sample id: content hash} of the latest version of the owner's dataset `name` (empty when new)."""
+    """{sample id: content hash} of the latest ready version of the owner's dataset `name` (empty when new)."""
     latest = (
         select(DatasetVersion.id)
         .join(Dataset)
-        .where(Dataset.owner_id == owner_id, Dataset.name == name)
+        .where(Dataset.owner_id == owner_id, Dataset.name == name, DatasetVersion.status == "ready")
         .order_by(DatasetVersion.version.desc())
         .limit(1)
         .scalar_subquery()

@@ -3,7 +3,9 @@ version, and what changed between two versions.
 
 Versions are immutable snapshots. Appending or applying relabels loads the latest version, builds
 the next one in memory and stores it as an .npz blob (`x`, `y`, `sample_ids`, `class_names`),
-so the worker reads every version the same way. A sample keeps its id in every version; its
+so the worker reads every version the same way; except relabels without removals of a version
+whose samples are in a shard (`core.services.ingest`): the new version writes only its labels
+(its sample rows) and shares the shard and the blob. A sample keeps its id in every version; its
 known flag (`Sample.is_mislabeled`) is carried over from the version it came from.
 
 Exact duplicates are found by content: `core.dataset.content_hashes` digests each sample as
@@ -26,7 +28,8 @@ from core.errors import AuditError, DatasetError
 from core.loaders import load_dataset
 from core.services import ConflictError
 from core.services.blobs import Blob, BlobStore, dataset_source, shown_as, version_file_errors
-from core.services.datasets import add_version, check_sample_ids, get_dataset, get_version
+from core.services.datasets import add_version, check_sample_ids, get_dataset, get_version, require_ready
+from core.sample_store import open_shard
 from core.services.decisions import version_decisions
 from core.settings import Settings
 from core.store.models import Dataset, DatasetVersion, Sample
@@ -75,7 +78,8 @@ def append_samples(
     when every sample in it is a duplicate."""
     base = get_version(session, owner_id, dataset_id, lock=True)  # one new version at a time
     try:
-        current = _load(base, settings)
+        require_ready(base)
+        current = _from_rows(session, base, settings) if base.samples_uri is not None else _load(base, settings)
         appended = _load_appended(blob, base, current)
         check_sample_ids(appended)
         flags, hashes = _stored_samples(session, base, current)
@@ -112,6 +116,7 @@ def apply_relabels(
     one they agree to remove is left out. Samples with conflicting decisions stay as they are.
     Raises `ConflictError` when there is nothing to apply."""
     base = get_version(session, owner_id, dataset_id, lock=True)  # one new version at a time
+    require_ready(base)
     reviews = version_decisions(session, base)
     outcomes = {index: review.outcome for index, review in reviews.items() if review.applicable}
     changes = {
@@ -123,7 +128,10 @@ def apply_relabels(
             f"version {base.version} has no agreed relabel or removal to apply"
             + (f" ({conflicts} sample(s) have conflicting decisions)" if conflicts else "")
         )
-    current = _load(base, settings)
+    removes = any(outcome == REMOVED for outcome in changes.values())
+    # Labels only: a version whose samples are in a shard shares it (and its blob) with the new one.
+    labels_only = not removes and base.samples_uri is not None
+    current = _from_rows(session, base, settings) if labels_only else _load(base, settings)
     flags, hashes = _stored_samples(session, base, current)
     class_index = {name: i for i, name in enumerate(current.class_names)}
     keep = np.array([changes.get(i) != REMOVED for i in range(len(current))])
@@ -135,7 +143,7 @@ def apply_relabels(
     relabeled = [i for i, outcome in changes.items() if outcome != REMOVED]
     removed = [i for i, outcome in changes.items() if outcome == REMOVED]
     current.y = y
-    changed = current.subset(np.flatnonzero(keep))
+    changed = current if labels_only else current.subset(np.flatnonzero(keep))
     change = {
         "kind": "relabel",
         "num_relabeled": len(relabeled),
@@ -144,6 +152,13 @@ def apply_relabels(
     }
     kept_flags = [flag for flag, kept in zip(flags, keep) if kept]
     kept_hashes = [digest for digest, kept in zip(hashes, keep) if kept]
+    if labels_only:
+        name = get_dataset(session, owner_id, base.dataset_id).name
+        changed.meta = {"format": base.format}
+        return add_version(
+            session, owner_id, name, changed, blob_sha256=base.blob_sha256, blob_uri=base.blob_uri, flags=kept_flags,
+            hashes=kept_hashes, parent_version=base.version, change=change, samples_uri=base.samples_uri,
+        )  # fmt: skip
     return _store_version(session, store, owner_id, base, changed, kept_flags, kept_hashes, change)
 
 
@@ -172,6 +187,19 @@ def diff_versions(session: Session, owner_id: int, dataset_id: int, base: int, v
 def _load(version: DatasetVersion, settings: Settings) -> AuditDataset:
     with version_file_errors(version, settings):
         return load_dataset(dataset_source(version, settings), modality=version.modality)
+
+
+def _from_rows(session: Session, version: DatasetVersion, settings: Settings) -> AuditDataset:
+    """A version whose samples are in a shard, with its sample rows' ids and labels; the
+    shard is memory-mapped, not read."""
+    rows = session.execute(
+        select(Sample.sample_id, Sample.label).where(Sample.dataset_version_id == version.id).order_by(Sample.sample_index)
+    ).all()
+    return AuditDataset(
+        name=str(version.dataset_id), modality=version.modality, x=open_shard(settings.data_dir / version.samples_uri),
+        y=np.array([label for _, label in rows], dtype=np.int64), class_names=list(version.class_names),
+        sample_ids=[sample_id for sample_id, _ in rows],
+    )  # fmt: skip
 
 
 def _load_appended(blob: Blob, base: DatasetVersion, current: AuditDataset) -> AuditDataset:

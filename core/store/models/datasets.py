@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.store.models.base import Base, JSONDocument, created_at_column
@@ -57,6 +57,11 @@ class Dataset(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = created_at_column()
+    # Its latest upload's ingest (`core.services.ingest`): 'ingesting', 'ready' or 'failed', how
+    # far it got (0..100) and, when it failed, why.
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    ingest_percent: Mapped[int] = mapped_column(default=100, server_default="100")
+    ingest_error: Mapped[str | None] = mapped_column(Text)
 
     owner: Mapped[Owner] = relationship(back_populates="datasets", lazy="raise")
     versions: Mapped[list[DatasetVersion]] = relationship(
@@ -90,6 +95,11 @@ class DatasetVersion(Base):
     # dicts of `core.services.versions`). NULL for an upload of a whole dataset.
     parent_version: Mapped[int | None]
     change: Mapped[dict[str, Any] | None]
+    # 'ingesting' while its file is read by the ingest task (no sample rows yet), then 'ready'.
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    # Its decoded samples as one .npy shard under the data dir (`core.sample_store`), which the
+    # worker streams; NULL for versions that are read from their blob.
+    samples_uri: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = created_at_column()
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions", lazy="raise")
