@@ -32,8 +32,8 @@ from PIL import Image
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
-from core.loaders.images import decode_all, decoded_bytes, open_image
-from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_PARQUET_BYTES
+from core.loaders.images import ImageBudget, decode_all, open_image
+from core.loaders.limits import MAX_PARQUET_BYTES
 from core.loaders.safe_zip import open_zip, read_member
 from core.loaders.source import FileSource
 from core.loaders.validation import as_text, check_class_count, make_dataset, parse_flags
@@ -230,8 +230,7 @@ def _decode_images(column: pa.StructArray, where: str, source: FileSource) -> np
     stop the load before an image over them is decoded."""
     encoded = column.field("bytes").to_pylist()
     paths = column.field("path").to_pylist() if column.type.get_field_index("path") >= 0 else [None] * len(encoded)
-    totals = {"pixels": 0, "bytes": 0}
-    in_memory = source.sink is None
+    budget = ImageBudget(where, source)
 
     def opened(row: int) -> tuple[Image.Image, str]:
         place = f"{where} row {row}"
@@ -241,16 +240,7 @@ def _decode_images(column: pa.StructArray, where: str, source: FileSource) -> np
         return open_image(encoded[row], place), place
 
     def check(row: int, image: Image.Image) -> None:
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise DatasetError(
-                f"{where} row {row}: the image is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
-            )
-        totals["pixels"] += image.width * image.height
-        totals["bytes"] += decoded_bytes(image)
-        if totals["pixels"] > source.max_pixels:
-            raise DatasetError(f"{where}: the images hold more than {source.max_pixels} pixels in all (at row {row})")
-        if in_memory and totals["bytes"] > MAX_DECODED_IMAGE_BYTES:
-            raise DatasetError(f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at row {row})")
+        budget.check(image, f"{where} row {row}", f"row {row}")
 
     return decode_all(len(encoded), opened, source, check)
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from core.dataset import AuditDataset
 from core.errors import DatasetError
-from core.loaders.images import decode_all, decoded_bytes, open_image
-from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS, MAX_LABELS_CSV_BYTES
+from core.loaders.images import ImageBudget, decode_all, open_image
+from core.loaders.limits import MAX_LABELS_CSV_BYTES
 from core.loaders.safe_zip import open_zip, read_member
 from core.loaders.source import FileSource
 from core.loaders.tabular import read_csv, require_columns
@@ -122,26 +122,13 @@ def _decode_images(archive: zipfile.ZipFile, infos, where: str, source: FileSour
     """The members' images; each one's size is read from its header, so that the budgets (one
     image's pixels, `max_pixels` and, when they are held in memory, the decoded bytes of all of
     them) stop the load before an image over them is decoded."""
-    totals = {"pixels": 0, "bytes": 0}
-    in_memory = source.sink is None
+    budget = ImageBudget(where, source)
 
     def opened(i: int) -> tuple[Image.Image, str]:
         place = f"{where}:{infos[i].filename}"
         return open_image(read_member(archive, infos[i], where), place), place
 
     def check(i: int, image: Image.Image) -> None:
-        name = infos[i].filename
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise DatasetError(
-                f"{where}:{name} is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed per image"
-            )
-        totals["pixels"] += image.width * image.height
-        totals["bytes"] += decoded_bytes(image)
-        if totals["pixels"] > source.max_pixels:
-            raise DatasetError(f"{where}: the images hold more than {source.max_pixels} pixels in all (at {name!r})")
-        if in_memory and totals["bytes"] > MAX_DECODED_IMAGE_BYTES:
-            raise DatasetError(
-                f"{where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at {name!r})"
-            )
+        budget.check(image, f"{where}:{infos[i].filename}", repr(infos[i].filename))
 
     return decode_all(len(infos), opened, source, check)

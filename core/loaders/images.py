@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import DatasetError
+from core.loaders.limits import MAX_DECODED_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from core.sample_store import memory_sink
 
 if TYPE_CHECKING:
@@ -44,6 +45,30 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     except Exception:  # a broken EXIF block: `load_image` says so, or leaves the image as it is
         orientation = None
     return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
+
+
+class ImageBudget:
+    """The budgets of one file's images, checked from each header before anything is decoded:
+    one image's pixels, `source.max_pixels` in all and, where the images are held in memory (the
+    source has no sink), `MAX_DECODED_IMAGE_BYTES` in all."""
+
+    def __init__(self, where: str, source: FileSource):
+        self.where, self.source = where, source
+        self.pixels = self.bytes = 0
+
+    def check(self, image: Image.Image, place: str, at: str) -> None:
+        """`place` names the image (as an error about it alone begins); `at` says where the
+        totals ran over."""
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise DatasetError(
+                f"{place} is {image.width}x{image.height} pixels, more than the {MAX_IMAGE_PIXELS} allowed per image"
+            )
+        self.pixels += image.width * image.height
+        self.bytes += decoded_bytes(image)
+        if self.pixels > self.source.max_pixels:
+            raise DatasetError(f"{self.where}: the images hold more than {self.source.max_pixels} pixels in all (at {at})")
+        if self.source.sink is None and self.bytes > MAX_DECODED_IMAGE_BYTES:
+            raise DatasetError(f"{self.where}: the images decode to more than {MAX_DECODED_IMAGE_BYTES} bytes in all (at {at})")
 
 
 def decode_all(

@@ -167,6 +167,7 @@ def test_bad_files_name_the_problem(tmp_path):
 
 def test_the_memory_budgets_stop_a_load_before_it_decodes(tmp_path, monkeypatch):
     import core.loaders.hf_parquet as hf
+    import core.loaders.images as images
 
     table, _ = digits_png_table(count=10)
     parquet = parquet_file(tmp_path / "ok.parquet", table)
@@ -177,10 +178,10 @@ def test_the_memory_budgets_stop_a_load_before_it_decodes(tmp_path, monkeypatch)
     with pytest.raises(DatasetError, match="the arrow files expand to .* more than the 100 allowed"):
         load_dataset(saved)
     monkeypatch.undo()
-    monkeypatch.setattr(hf, "MAX_IMAGE_PIXELS", 63)
-    with pytest.raises(DatasetError, match="row 0: the image is 8x8 pixels, more than the 63 allowed"):
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 63)
+    with pytest.raises(DatasetError, match="row 0 is 8x8 pixels, more than the 63 allowed per image"):
         load_dataset(parquet)
     monkeypatch.undo()
-    monkeypatch.setattr(hf, "MAX_DECODED_IMAGE_BYTES", 64 * 5)
+    monkeypatch.setattr(images, "MAX_DECODED_IMAGE_BYTES", 64 * 5)
     with pytest.raises(DatasetError, match=r"decode to more than 320 bytes in all \(at row 5\)"):
         load_dataset(parquet)
