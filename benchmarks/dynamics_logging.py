@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
-from benchmarks.store_topk import median_ms, scratch_database, store_samples
+from benchmarks.store_topk import median_ms, scratch_database, seeded_job
 from benchmarks.store_write import create_job, synthetic_epoch, time_paths, time_redelivery
 from core.audit import AuditConfig, run_audit
 from core.dataset import AuditDataset
@@ -154,13 +154,7 @@ def audit_overhead(args, directory: Path) -> dict[str, dict[str, float]]:
 def topk_latency(backend: str, server: str, num_samples: int, epochs: int, repeats: int) -> dict[str, float]:
     """Milliseconds of the top-100 suspects: the store query and the results service's page."""
     with scratch_database(backend, server) as url, tempfile.TemporaryDirectory() as data_dir:
-        upgrade_database(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        job_id = create_job(engine)
-        with sessions() as session:
-            version_id = session.get(AuditJob, job_id).dataset_version_id
-        store_samples(engine, version_id, num_samples)
+        engine, sessions, job_id = seeded_job(url, num_samples)
         for epoch in range(1, epochs + 1):
             with session_scope(sessions) as session:
                 write_epoch(session, job_id, synthetic_epoch(num_samples, epoch=epoch, seed=epoch))
@@ -194,13 +188,7 @@ def logging_at_scale(server: str, num_samples: int, epochs: int, repeats: int) -
     """A whole job's dynamics and scores written on Postgres, then the reads of its results."""
     measured: dict[str, float] = {}
     with scratch_database("postgresql", server) as url, tempfile.TemporaryDirectory() as data_dir:
-        upgrade_database(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        job_id = create_job(engine)
-        with sessions() as session:
-            version_id = session.get(AuditJob, job_id).dataset_version_id
-        store_samples(engine, version_id, num_samples)
+        engine, sessions, job_id = seeded_job(url, num_samples)
         epoch_seconds = []
         for epoch in range(1, epochs + 1):
             dynamics = synthetic_epoch(num_samples, epoch=epoch, seed=epoch)  # drawn outside the timing

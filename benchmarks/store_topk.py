@@ -79,6 +79,19 @@ def store_samples(engine, version_id: int, num_samples: int) -> None:
             )
 
 
+def seeded_job(url: str, num_samples: int):
+    """The database at `url` migrated, a job over a new version of `num_samples` samples:
+    (engine, session factory, job id)."""
+    upgrade_database(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    job_id = create_job(engine)
+    with sessions() as session:
+        version_id = session.get(AuditJob, job_id).dataset_version_id
+    store_samples(engine, version_id, num_samples)
+    return engine, sessions, job_id
+
+
 def median_ms(read: Callable[[], object], repeats: int) -> float:
     read()
     timings = []
@@ -100,13 +113,7 @@ def main() -> None:
     n = args.samples
 
     with scratch_database(args.backend, args.postgres) as url:
-        upgrade_database(url)
-        engine = make_engine(url)
-        sessions = make_session_factory(engine)
-        job_id = create_job(engine)
-        with sessions() as session:
-            version_id = session.get(AuditJob, job_id).dataset_version_id
-        store_samples(engine, version_id, n)
+        engine, sessions, job_id = seeded_job(url, n)
 
         writes = []
         started = time.perf_counter()
