@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -122,18 +122,13 @@ class LilawClient:
     ) -> DatasetPublic:
         """Poll the dataset until its upload is ingested and return it; a failed ingest raises
         `LilawAPIError` (422) with the reason, `timeout` seconds without an end `TimeoutError`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            dataset = self.dataset(dataset_id)
-            if on_progress is not None:
-                on_progress(dataset)
-            if dataset.status == "failed":
-                raise LilawAPIError(422, dataset.ingest_error or "the dataset could not be ingested")
-            if dataset.status == "ready":
-                return dataset
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"dataset {dataset_id} is still ingesting after {timeout} s")
-            time.sleep(poll_seconds)
+        dataset = _poll(
+            lambda: self.dataset(dataset_id), lambda found: found.status != "ingesting", on_progress,
+            poll_seconds=poll_seconds, timeout=timeout, still=lambda _: f"dataset {dataset_id} is still ingesting",
+        )  # fmt: skip
+        if dataset.status == "failed":
+            raise LilawAPIError(422, dataset.ingest_error or "the dataset could not be ingested")
+        return dataset
 
     def create_builtin_dataset(self, builtin: str, *, name: str | None = None) -> DatasetPublic:
         response = self._http.post("/datasets", json={"builtin": builtin, "name": name})
@@ -171,16 +166,10 @@ class LilawClient:
     ) -> JobPublic:
         """Poll the job until it has ended (succeeded, failed or cancelled) and return it;
         `on_progress` sees every polled state. Raises TimeoutError after `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job.status.is_terminal:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still {job.status.value} after {timeout} s")
-            time.sleep(poll_seconds)
+        return _poll(
+            lambda: self.job(job_id), lambda job: job.status.is_terminal, on_progress,
+            poll_seconds=poll_seconds, timeout=timeout, still=lambda job: f"job {job_id} is still {job.status.value}",
+        )  # fmt: skip
 
     def cancel(self, job_id: int) -> JobPublic:
         return JobPublic.model_validate(self._checked(self._http.post(f"/jobs/{job_id}/cancel")).json())
@@ -364,3 +353,24 @@ class LilawClient:
                 detail = response.text
             raise LilawAPIError(response.status_code, str(detail))
         return response
+
+
+T = TypeVar("T")
+
+
+def _poll(
+    fetch: Callable[[], T], ended: Callable[[T], bool], on_progress: Callable[[T], None] | None, *,
+    poll_seconds: float, timeout: float | None, still: Callable[[T], str],
+) -> T:
+    """`fetch()` every `poll_seconds` until `ended` says so, `on_progress` seeing every state;
+    TimeoutError (`still(state)` + how long) after `timeout` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = fetch()
+        if on_progress is not None:
+            on_progress(state)
+        if ended(state):
+            return state
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{still(state)} after {timeout} s")
+        time.sleep(poll_seconds)
