@@ -71,7 +71,11 @@ KS = (50, 100)
 # of the two; clamp: the ordering projection; augment: random crop + horizontal flip of the
 # training images (images only); detached-warmup3: both. rankmix: scores of the default run
 # itself, rank-averaged (nothing fitted, nothing trained).
-VARIANTS = ("windows", "epochs", "meta128", "detached", "warmup3", "clamp", "augment", "detached-warmup3", "rankmix")
+# metalr0.05 / metalr0.5: the meta step's learning rate 10× / 100× the paper's 0.005, so that
+# (α, β, δ) move at all; rotate: the meta-validation split rotated over the epochs
+# (TrainConfig.val_split="rotate"), so the run trains on every sample as the plain run does.
+VARIANTS = ("windows", "epochs", "meta128", "detached", "warmup3", "clamp", "augment", "detached-warmup3", "rankmix",
+            "metalr0.05", "metalr0.5", "rotate", "rotate-metalr0.5")
 WINDOWS = {"w_alpha epochs 2-last": ("w_alpha", 2), "aum epochs 2-last": ("aum", 2)}
 
 
@@ -209,6 +213,8 @@ def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLa
         started = time.perf_counter()
         variant = run_audit(clean, variant_config, noisy_labels=drawn)
         variant_seconds[name] = time.perf_counter() - started
+        if len(variant.trajectory):
+            print(f"    [{name}: final (alpha, beta, delta) = {np.round(variant.trajectory[-1, 2:], 3).tolist()}]", flush=True)
         scores[f"aum, {name}"] = variant.scores["aum"]
         warmup = variant_config.lilaw.warmup_epochs
         if warmup > 1:
@@ -225,6 +231,10 @@ VARIANT_RUNS = (
     ("clamp", {"clamp": True}, {}),
     ("augment", {}, {"augment": True}),
     ("detached-warmup3", {"detach_weights": True, "warmup_epochs": 3}, {}),
+    ("metalr0.05", {"lr": 0.05}, {}),
+    ("metalr0.5", {"lr": 0.5}, {}),
+    ("rotate", {}, {"val_split": "rotate"}),
+    ("rotate-metalr0.5", {"lr": 0.5}, {"val_split": "rotate"}),
 )
 
 
