@@ -254,13 +254,30 @@ class LilawClient:
 
     # ------------------------------------------------------------ growing datasets and re-audits
 
-    def append_samples(self, dataset_id: int, path: str | Path) -> AppendPublic:
+    def append_samples(
+        self,
+        dataset_id: int,
+        path: str | Path,
+        *,
+        wait: bool = True,
+        on_progress: Callable[[DatasetPublic], None] | None = None,
+        poll_seconds: float = 0.5,
+        timeout: float | None = None,
+    ) -> AppendPublic:
         """Add the samples of a file as the dataset's next version; exact duplicates of samples
-        already in it are left out and reported."""
+        already in it are left out and reported. A large file is ingested by the server after
+        the upload, as for `upload_dataset`: with `wait` (the default) this polls the dataset
+        until the new version is ready (its counts then filled in) and raises `LilawAPIError`
+        (422, the server's reason: also when nothing in the file was new) when the append failed;
+        without, the counts are None."""
         path = Path(path)
         with path.open("rb") as file:
             response = self._http.post(f"/datasets/{dataset_id}/versions/append", files={"file": (path.name, file)})
-        return AppendPublic.model_validate(self._checked(response).json())
+        appended = AppendPublic.model_validate(self._checked(response).json())
+        if not wait or appended.dataset.status != "ingesting":
+            return appended
+        dataset = self.wait_for_dataset(dataset_id, on_progress, poll_seconds=poll_seconds, timeout=timeout)
+        return AppendPublic.of(dataset)
 
     def apply_relabels(self, dataset_id: int) -> DatasetVersionPublic:
         """A new version with the reviewers' agreed relabels and removals applied."""

@@ -313,8 +313,16 @@ def cancel_command(args: argparse.Namespace) -> int:
 
 @reporting_service_errors
 def append_command(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        appended = client.append_samples(args.dataset_id, args.file)
+    from tqdm import tqdm
+
+    with _client(args) as client, tqdm(total=100, unit="%", desc=f"append {args.file.name}", file=sys.stderr,
+                                       delay=1) as bar:  # fmt: skip
+
+        def show(dataset: DatasetPublic) -> None:  # a large file, ingested by the server
+            bar.n = dataset.ingest_percent
+            bar.refresh()
+
+        appended = client.append_samples(args.dataset_id, args.file, on_progress=show)
     print(
         f"dataset {args.dataset_id} version {appended.version}: {appended.num_added} samples added, "
         f"{appended.num_duplicates} duplicates left out"

@@ -26,7 +26,7 @@ from core.errors import ConfigError
 from core.fbr import FbrBatch, default_alpha0, fbr_batch
 from core.lilaw import LilawParameters, label_and_max_probability, per_sample_loss
 from core.models import build_model, default_model_name, penultimate_features
-from core.sample_store import RowReader
+from core.sample_store import RowReader, SegmentedRows
 from core.splits import make_folds, make_split, split_of_epoch, trusted_arrays, trusted_split
 
 # Inputs below this size live on the accelerator for the whole run (no per-batch copies).
@@ -75,21 +75,22 @@ class Inputs:
     """Model inputs as float batches on the training device, normalised with the dataset's statistics.
 
     Inputs of at most `stream_above_bytes` are one tensor (on the accelerator when they fit
-    `_DEVICE_RESIDENT_BYTES`). A larger memory-mapped shard (`core.sample_store`) is never made
-    resident: each batch's rows are read from the file (`RowReader`), so the process holds one
-    batch, not the dataset, whatever its size."""
+    `_DEVICE_RESIDENT_BYTES`). A larger memory-mapped shard, or a version's segments of shards
+    (`core.sample_store`), is never made resident: each batch's rows are read from the files
+    (`RowReader`), so the process holds one batch, not the dataset, whatever its size."""
 
     stream_above_bytes = 256 * 1024**2
 
     def __init__(self, x: np.ndarray, modality: str, device: torch.device, image_size: int | None,
                  stats: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.reader: RowReader | None = None
-        if isinstance(x, np.memmap) and x.nbytes > self.stream_above_bytes:
+        on_disk = isinstance(x, (np.memmap, SegmentedRows))
+        if on_disk and x.nbytes > self.stream_above_bytes:
             self.x = x  # its length and shape only; rows come from the reader
             self.reader = RowReader(x)
         else:
             # A small read-only shard is read into memory: a tensor must not share its pages.
-            resident = np.array(x) if isinstance(x, np.memmap) else np.ascontiguousarray(x)
+            resident = np.array(x) if on_disk else np.ascontiguousarray(x)
             tensor = torch.from_numpy(resident)
             self.x = tensor.to(device) if tensor.nbytes <= _DEVICE_RESIDENT_BYTES else tensor
         self.modality = modality

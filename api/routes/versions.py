@@ -7,13 +7,20 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import BlobStoreDep, CurrentOwner, SessionDep, SessionFactoryDep, SettingsDep
 from api.schemas import AppendPublic, DatasetPublic, DatasetVersionPublic, ErrorPublic, VersionDiffPublic
 from api.schemas.common import DbId
-from api.uploads import DatasetUpload, multipart_file_schema, receive_dataset_upload, release_upload
+from api.uploads import (
+    DatasetUpload,
+    ingested_inline,
+    multipart_file_schema,
+    queue_ingest,
+    receive_dataset_upload,
+    release_upload,
+)
 from core.services import UnsupportedFileTypeError, datasets, version_downloads, versions
 from core.services.version_downloads import DownloadFormat
 
@@ -57,7 +64,11 @@ def list_versions(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) ->
     "/append",
     status_code=201,
     openapi_extra=APPEND_BODY,
-    responses={413: {"model": ErrorPublic, "description": "the file is larger than the upload limit"}},
+    responses={
+        202: {"model": AppendPublic, "description": "a large file: its version is being ingested (poll the dataset)"},
+        413: {"model": ErrorPublic, "description": "the file is larger than the upload limit"},
+        503: {"model": ErrorPublic, "description": "a large file could not be queued for ingest"},
+    },
 )
 def append_samples(
     dataset_id: DbId,
@@ -66,20 +77,27 @@ def append_samples(
     session: SessionDep,
     store: BlobStoreDep,
     settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> AppendPublic:
     """Add the samples of a file (any dataset format, the dataset's kind of data) as a new version.
     Samples whose content is in the dataset already are reported as duplicates and left out; a
-    new sample id must not be taken by a sample with other content."""
-    dataset, duplicates = versions.append_samples(session, store, settings, owner.id, dataset_id, upload.blob)
-    latest = dataset.versions[-1]
-    return AppendPublic(
-        dataset=DatasetPublic.model_validate(dataset),
-        version=latest.version,
-        num_added=latest.change["num_added"],
-        num_duplicates=len(duplicates),
-        duplicates=latest.change["duplicates"],
-        new_classes=latest.change["new_classes"],
-    )
+    new sample id must not be taken by a sample with other content. The new version refers to the
+    existing samples and stores only the added ones.
+
+    A file up to the inline limit (LILAW_INLINE_INGEST_MAX_BYTES) is appended inside the request:
+    201 with the new version ready. A larger one is read by the ingest worker: 202 with the
+    dataset `ingesting` (and null counts); poll `GET /datasets/{id}` until its status is `ready`
+    (the counts are then the new version's `change`) or `failed` (with `ingest_error`; nothing is
+    kept, the previous version stays the latest)."""
+    if ingested_inline(upload, settings):
+        dataset, _ = versions.append_samples(session, store, settings, owner.id, dataset_id, upload.blob)
+    else:
+        dataset = versions.start_append(session, owner.id, dataset_id, upload.blob)
+        queue_ingest(request, session, settings, dataset.versions[-1].id)
+        response.status_code = 202
+        dataset = datasets.get_dataset(session, owner.id, dataset_id)
+    return AppendPublic.of(DatasetPublic.model_validate(dataset))
 
 
 @router.post("/relabel", status_code=201)

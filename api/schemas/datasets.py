@@ -74,12 +74,28 @@ class FlagsPublic(Schema):
 
 
 class AppendPublic(Schema):
+    """An append: its new version's counts; while a large file is still being ingested (202), the
+    dataset is `ingesting` and the counts are null (they are the version's `change` once ready)."""
+
     dataset: DatasetPublic
     version: int = Field(description="the new version")
-    num_added: int
-    num_duplicates: int = Field(description="samples left out: their content is in the dataset already")
+    num_added: int | None = Field(description="null while the file is being ingested")
+    num_duplicates: int | None = Field(
+        description="samples left out: their content is in the dataset already; null while ingesting"
+    )
     duplicates: list[dict[str, str]] = Field(description="the first 100: sample_id and the duplicate_of it")
     new_classes: list[str]
+
+    @classmethod
+    def of(cls, dataset: DatasetPublic) -> AppendPublic:
+        """The append that made the dataset's latest version (ingesting: no counts yet)."""
+        latest = dataset.versions[-1]
+        change = latest.change or {}
+        return cls(
+            dataset=dataset, version=latest.version, num_added=change.get("num_added"),
+            num_duplicates=change.get("num_duplicates"), duplicates=change.get("duplicates", []),
+            new_classes=change.get("new_classes", []),
+        )  # fmt: skip
 
 
 class RelabelPublic(Schema):

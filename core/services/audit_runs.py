@@ -224,29 +224,25 @@ def _audit_config(values: dict[str, Any]) -> AuditConfig:
 
 
 def _load_version(settings: Settings, version: DatasetVersion, samples: list) -> AuditDataset:
-    """The version's samples: its shard memory-mapped (the training reads batches from it, see
-    `core.engine.Inputs`) with the ids and labels of its sample rows; or, for a version without
-    one, its blob as a dataset, checked against its sample rows (same ids, order, labels)."""
-    if version.samples_uri is not None:
+    """The version's samples: its shard or segments of shards, memory-mapped (the training reads
+    batches from them, see `core.engine.Inputs`), with the ids and labels of its sample rows; or,
+    for a version without any, its blob as a dataset, checked against its sample rows (same ids,
+    order, labels)."""
+    from core.services import version_samples
+
+    x = version_samples.open_samples(version, settings)
+    if x is not None:
         import numpy as np
 
-        from core.sample_store import flags_path, open_shard
-
-        shard = settings.data_dir / version.samples_uri
-        try:
-            x = open_shard(shard)
-        except (OSError, ValueError) as error:
-            raise DatasetError(f"the samples of dataset version {version.version} cannot be read: {error}") from None
         if len(x) != len(samples):
             raise DatasetError(
                 f"dataset version {version.id} has {len(samples)} sample rows but its samples hold {len(x)}"
             )
-        flags = np.load(flags_path(shard)) if flags_path(shard).exists() else None
         return AuditDataset(
             name=f"dataset-version-{version.id}", modality=version.modality, x=x,
             y=np.fromiter((label for _, label in samples), dtype=np.int64, count=len(samples)),
             class_names=list(version.class_names), sample_ids=[sample_id for sample_id, _ in samples],
-            is_mislabeled=flags, meta={"format": version.format},
+            is_mislabeled=version_samples.known_flags(version, settings), meta={"format": version.format},
         )  # fmt: skip
     with version_file_errors(version, settings):  # the job's owner reads the error: no blob path
         dataset = load_dataset(dataset_source(version, settings), modality=version.modality)

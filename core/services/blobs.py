@@ -12,8 +12,9 @@ No file outlives its use: a request that received an upload removes the blob aft
 dataset version refers to it (`discard_unreferenced`, whatever the request's outcome), and
 `sweep_orphans` (run periodically by beat, or `lilaw-audit sweep-blobs`) removes what a killed
 process left: blobs no version refers to, partial uploads in `incoming/` and sample shards
-(`settings.sample_dir`, `core.sample_store`) no version refers to, each only once older than a
-grace period, so that an upload still in flight is left alone.
+(`settings.sample_dir`, `core.sample_store`) no version refers to (by `samples_uri` or in its
+`sample_segments`), each only once older than a grace period, so that an upload still in flight
+is left alone.
 """
 
 from __future__ import annotations
@@ -208,9 +209,7 @@ class BlobStore:
             if path.is_file() and _older_than(path, cutoff):
                 path.unlink(missing_ok=True)
                 report.partial_uploads.append(path.name)
-        shards = {Path(uri).name.split(".", 1)[0] for uri in session.scalars(
-            select(DatasetVersion.samples_uri).where(DatasetVersion.samples_uri.is_not(None)).distinct()
-        )}  # fmt: skip
+        shards = {Path(uri).name.split(".", 1)[0] for uri in _referenced_shards(session)}
         for path in self.sample_dir.glob("*.npy") if self.sample_dir.is_dir() else ():
             if path.name.split(".", 1)[0] not in shards and _older_than(path, cutoff):
                 path.unlink(missing_ok=True)
@@ -228,6 +227,21 @@ class SweepReport:
     blobs: list[str] = field(default_factory=list)  # file names removed
     partial_uploads: list[str] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)  # sample shards (and their flags files)
+
+
+def _referenced_shards(session: Session) -> set[str]:
+    """The shards any version refers to: its `samples_uri`, or the shards of its segments."""
+    rows = session.execute(
+        select(DatasetVersion.samples_uri, DatasetVersion.sample_segments).where(
+            DatasetVersion.samples_uri.is_not(None) | DatasetVersion.sample_segments.is_not(None)
+        )
+    )
+    uris = set()
+    for samples_uri, segments in rows:
+        if samples_uri is not None:
+            uris.add(samples_uri)
+        uris.update(segment["shard"] for segment in segments or ())
+    return uris
 
 
 def _referenced(session: Session, sha256: str) -> bool:

@@ -177,19 +177,21 @@ def add_version(
     change: dict[str, Any] | None = None,
     into: DatasetVersion | None = None,
     samples_uri: str | None = None,
+    sample_segments: list[dict[str, Any]] | None = None,
 ) -> Dataset:
     """The next version of the owner's dataset `name` (created when new) holding `loaded`, with
     one `Sample` row per sample; or, with `into`, that ingesting version of it made ready.
     `flags` are the known flags (default: the loaded ones), `hashes` the samples' content hashes
     (default: computed from `loaded`), `source_paths` their ids in the file where they kept
     another (`core.services.sample_identity`) and `samples_uri` the shard of their decoded
-    samples (`core.services.ingest`)."""
+    samples (`core.services.ingest`), or `sample_segments` the segments of shards that hold
+    them (`core.services.version_samples`)."""
     dataset = lock_dataset_by_name(session, owner_id, name, completing=into)
     described = {
         "blob_sha256": blob_sha256, "blob_uri": blob_uri, "format": loaded.meta.get("format", "unknown"),
         "modality": loaded.modality, "num_samples": len(loaded), "num_classes": loaded.num_classes,
         "class_names": loaded.class_names, "parent_version": parent_version, "change": change, "status": "ready",
-        "samples_uri": samples_uri,
+        "samples_uri": samples_uri, "sample_segments": sample_segments,
     }  # fmt: skip
     if into is None:
         latest = session.scalar(select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id))

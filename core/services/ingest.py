@@ -9,13 +9,18 @@ transaction while the dataset's `ingest_percent` is updated in short ones, then 
 stores the sample rows and makes the version 'ready'. A file that cannot be read leaves nothing
 behind: the version row is deleted, the blob removed unless another version refers to it, and the
 dataset shows status 'failed' with the error, which names the uploaded file.
+
+A large append (`core.services.versions.start_append`) is an ingesting version too, with a parent:
+the task reads the file into a shard of only the added rows (`versions.read_appended`) and stores
+the version as its parent's segments plus that shard (`versions.store_append`); a file that
+cannot be appended (unreadable, of another shape, a taken id, nothing new) fails the same way,
+and leaves the parent the dataset's latest version, ready.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,8 @@ from core.errors import AuditError
 from core.loaders import load_dataset
 from core.sample_store import RowReader, flags_path, shard_sink, write_shard
 from core.services.blobs import Blob, BlobStore, shown_as
-from core.services import datasets
+from core.services import datasets, versions
+from core.services.version_samples import new_shard_path, remove_shard
 from core.services.sample_identity import carried_identities
 from core.settings import Settings
 from core.store import session_scope
@@ -63,15 +69,6 @@ class ReadUpload:
         """Remove the shard (its version was not stored)."""
         if self.shard is not None:
             remove_shard(self.shard)
-
-
-def new_shard_path(settings: Settings) -> Path:
-    return settings.sample_dir / f"{uuid.uuid4().hex}.npy"
-
-
-def remove_shard(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    flags_path(path).unlink(missing_ok=True)
 
 
 def read_upload(
@@ -187,8 +184,11 @@ def run_ingest(sessions: sessionmaker[Session], version_id: int, settings: Setti
         sha256, uri = version.blob_sha256, version.blob_uri
         source = (version.change or {}).get("source") or "the uploaded file"
         modality = version.modality or None
+        parent_version = version.parent_version
     blob = Blob(sha256=sha256, path=settings.data_dir / uri, uri=uri, is_new=True, filename=source)
     progress = _PercentWriter(sessions, dataset_id)
+    if parent_version is not None:
+        return _run_append(sessions, settings, version_id, owner_id, dataset_id, parent_version, blob, progress)
     try:
         read = read_upload(
             blob.path, source, modality=modality, max_pixels=settings.max_decoded_pixels,
@@ -212,6 +212,44 @@ def run_ingest(sessions: sessionmaker[Session], version_id: int, settings: Setti
         logger.exception("ingest of dataset version %s failed", version_id)
         _fail(sessions, settings, version_id, blob, f"the ingest failed unexpectedly ({type(error).__name__})")
         raise
+
+
+def _run_append(
+    sessions: sessionmaker[Session], settings: Settings, version_id: int, owner_id: int, dataset_id: int,
+    parent_version: int, blob: Blob, progress: _PercentWriter,
+) -> str | None:
+    """Complete an ingesting append: the file read against its parent outside any transaction,
+    then one transaction that stores the version; the uploaded file is removed afterwards (the
+    version's blob is its segments' manifest)."""
+    store = BlobStore(settings)
+    parent = appended = None
+    try:
+        with session_scope(sessions) as session:
+            base = datasets.get_version(session, owner_id, dataset_id, parent_version)
+            stored = versions.stored_samples(session, base)
+        parent = versions.parent_samples(settings, base, stored)
+        appended = versions.read_appended(settings, parent, blob.path, blob.shown_name, on_percent=progress)
+        with session_scope(sessions) as session:
+            into = session.get(DatasetVersion, version_id)
+            if into is None or into.status != INGESTING:
+                appended.discard()
+                parent.growth.discard()
+                return None if into is None else into.status
+            base = datasets.get_version(session, owner_id, dataset_id, parent_version)
+            versions.store_append(session, store, settings, owner_id, base, parent, appended, into=into)
+    except BaseException as error:
+        for made in (appended, parent.growth if parent is not None else None):
+            if made is not None:
+                made.discard()
+        if isinstance(error, AuditError):
+            _fail(sessions, settings, version_id, blob, error.message)
+            return FAILED
+        if isinstance(error, Exception):
+            logger.exception("append of dataset version %s failed", version_id)
+            _fail(sessions, settings, version_id, blob, f"the append failed unexpectedly ({type(error).__name__})")
+        raise
+    store.discard_unreferenced(sessions, blob)
+    return READY
 
 
 def fail_ingest(sessions: sessionmaker[Session], settings: Settings, version_id: int, message: str) -> None:

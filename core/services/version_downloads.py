@@ -9,7 +9,9 @@ corrected labels.csv, a table a table (CSV, TSV as TSV, Parquet as CSV) with a c
 column, a Hugging Face image dataset a Hugging Face Parquet file (built in memory), an .npz or
 a built-in an .npz. An image is the uploaded file itself where that upload
 holds it (appended samples are PNGs of their pixels); a table row keeps its uploaded values.
-Everything is read from the database before the file is streamed; the stream reads only blobs.
+A version whose samples are segments of shards (appends, relabels with removals) reads them from
+the shards. Everything is read from the database before the file is streamed; the stream reads
+only files.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from core.loaders.safe_zip import open_zip, read_member
 from core.services import InvalidParameterError
 from core.services.blobs import dataset_source, version_file_errors
 from core.services.datasets import get_dataset, get_version
+from core.services.version_samples import samples_dataset
 from core.settings import Settings
 from core.store.models import DatasetVersion, Sample
 
@@ -67,7 +70,7 @@ def download_version(
     """The version (default: the latest) as a file of `fmt`."""
     chosen = get_version(session, owner_id, dataset_id, version)
     upload = _upload_of(session, owner_id, chosen)
-    dataset = _as_stored(session, chosen, _load(chosen, settings))
+    dataset = _as_stored(session, chosen, _samples_of(chosen, settings))
     name = f"{get_dataset(session, owner_id, dataset_id).name}-v{chosen.version}"
     layout = upload.format if fmt is DownloadFormat.ORIGINAL else fmt.value
     if layout in ZIP_LAYOUTS:
@@ -98,6 +101,12 @@ def _load(version: DatasetVersion, settings: Settings) -> AuditDataset:
     with version_file_errors(version, settings):
         source = dataset_source(version, settings)
         return load_dataset(source, modality=version.modality, max_pixels=settings.max_decoded_pixels)
+
+
+def _samples_of(version: DatasetVersion, settings: Settings) -> AuditDataset:
+    """The version's samples (read from its segments of shards where it has several), in memory."""
+    loaded = samples_dataset(version, settings)
+    return replace(loaded, x=np.asarray(loaded.x))
 
 
 def _as_stored(session: Session, version: DatasetVersion, loaded: AuditDataset) -> AuditDataset:

@@ -98,8 +98,12 @@ class DatasetVersion(Base):
     # 'ingesting' while its file is read by the ingest task (no sample rows yet), then 'ready'.
     status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
     # Its decoded samples as one .npy shard under the data dir (`core.sample_store`), which the
-    # worker streams; NULL for versions that are read from their blob.
+    # worker streams; NULL for versions that are read from their blob or from segments.
     samples_uri: Mapped[str | None] = mapped_column(String(2048))
+    # Its decoded samples as rows of several shards, in order: [{"shard": uri, "start": a,
+    # "stop": b}, ...] (`core.sample_store.Segment`), as appends and relabels with removals make
+    # them, sharing their parent's shards; NULL when `samples_uri` (or the blob) holds them all.
+    sample_segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONDocument)
     created_at: Mapped[datetime] = created_at_column()
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions", lazy="raise")
