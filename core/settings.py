@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: int = Field(default=30, ge=3)
     heartbeat_interval_s: float | None = Field(default=None, gt=0)
     reap_interval_s: float | None = Field(default=None, gt=0)
+    # An ingest task touches its heartbeat file every sixth of `ingest_stale_s`; an ingesting
+    # version whose heartbeat is older is sent again once by the ingest reaper, which runs every
+    # third of it, then failed (`core.services.ingest_reaper`).
+    ingest_stale_s: int = Field(default=120, ge=3)
     # How often beat looks for due re-audit schedules and webhook deliveries to retry.
     schedule_tick_s: int = 60
     # Webhooks may call loopback, private and link-local addresses (a receiver on this host or the

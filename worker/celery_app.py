@@ -2,7 +2,7 @@
 
 Embedded mode runs over kombu's SQLAlchemy transport on a SQLite file; production over Redis.
 Audits go to their own queue (`audit`), consumed by GPU workers, one job per GPU. Beat's periodic
-tasks (the reaper of stuck jobs, due re-audit schedules, the blob sweep) go to
+tasks (the reapers of stuck jobs and of lost ingests, due re-audit schedules, the blob sweep) go to
 `audit.maintenance`, which every worker consumes too by default (`lilaw-audit worker`). Webhook
 deliveries go to `audit.webhooks`, which only the webhook worker consumes
 (`cli.stack.webhook_worker_arguments`; it takes the maintenance queue too): a slow receiver never
@@ -24,12 +24,13 @@ from core.settings import Settings, get_settings
 
 AUDIT_TASK = "lilaw.audit"
 REAP_TASK = "lilaw.reap_stuck_jobs"
+REAP_INGESTS_TASK = "lilaw.reap_lost_ingests"
 SCHEDULES_TASK = "lilaw.run_due_schedules"
 WEBHOOKS_TASK = "lilaw.deliver_webhooks"
 SWEEP_BLOBS_TASK = "lilaw.sweep_orphan_blobs"
 INGEST_TASK = "lilaw.ingest"
 SWEEP_BLOBS_EVERY_S = 3600.0
-MAINTENANCE_TASKS = (REAP_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK)
+MAINTENANCE_TASKS = (REAP_TASK, REAP_INGESTS_TASK, SCHEDULES_TASK, SWEEP_BLOBS_TASK)
 
 
 def maintenance_queue(settings: Settings) -> str:
@@ -56,6 +57,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     transport_options = {} if broker_url.startswith("sqla+") else {"visibility_timeout": hard_limit + 3600}
     # A reap message not consumed before the next one is sent is dropped.
     reap_every = settings.resolved_reap_interval_s
+    reap_ingests_every = settings.ingest_stale_s / 3
     tick = float(settings.schedule_tick_s)
     app = Celery("lilaw_audit", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
@@ -78,6 +80,11 @@ def make_celery(settings: Settings | None = None) -> Celery:
         },
         beat_schedule={
             REAP_TASK: {"task": REAP_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
+            REAP_INGESTS_TASK: {
+                "task": REAP_INGESTS_TASK,
+                "schedule": reap_ingests_every,
+                "options": {"expires": reap_ingests_every},
+            },
             SWEEP_BLOBS_TASK: {
                 "task": SWEEP_BLOBS_TASK, "schedule": SWEEP_BLOBS_EVERY_S, "options": {"expires": SWEEP_BLOBS_EVERY_S}
             },

@@ -8,13 +8,14 @@ from functools import lru_cache
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import audit_runs, ingest, job_claims, schedules, webhooks
+from core.services import audit_runs, ingest, ingest_reaper, job_claims, schedules, webhooks
 from core.services.blobs import BlobStore
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
 from worker.celery_app import (
     AUDIT_TASK,
     INGEST_TASK,
+    REAP_INGESTS_TASK,
     REAP_TASK,
     SCHEDULES_TASK,
     SWEEP_BLOBS_TASK,
@@ -62,13 +63,21 @@ class IngestTask(Task):
 
 @app.task(bind=True, base=IngestTask, name=INGEST_TASK)
 def ingest_version(self: IngestTask, version_id: int) -> str | None:
-    """Read an uploaded file into its ingesting dataset version (`core.services.ingest`)."""
-    return ingest.run_ingest(job_sessions(), version_id, get_settings())
+    """Read an uploaded file into its ingesting dataset version (`core.services.ingest`), beating
+    while it runs: a lost worker's ingest is found by `reap_lost_ingests`."""
+    settings = get_settings()
+    with ingest_reaper.IngestHeartbeat(settings, version_id):
+        return ingest.run_ingest(job_sessions(), version_id, settings)
 
 
 @app.task(name=REAP_TASK)
 def reap_stuck_jobs() -> dict[str, list[int]]:
     return job_claims.reap_stuck_jobs(job_sessions(), get_settings(), requeue=audit.delay)
+
+
+@app.task(name=REAP_INGESTS_TASK)
+def reap_lost_ingests() -> dict[str, list[int]]:
+    return ingest_reaper.reap_lost_ingests(job_sessions(), get_settings(), requeue=ingest_version.delay)
 
 
 @app.task(name=SCHEDULES_TASK)

@@ -236,7 +236,7 @@ def review_queue(
         session, job, artifacts, limit=limit, cursor=cursor, only=only, excluding=excluding, **filters
     )
     indexes = [ranked.suspect.sample_index for ranked in page.suspects]
-    weights = weight_histories(session, job.id, indexes)
+    weights = weight_histories(session, job.id, indexes, page.newest_epoch)
     shown = {index: reviews.get(index) if view is None else view.visible(reviews.get(index)) for index in indexes}
     said = comments.comments_of(session, [d.id for review in shown.values() if review for d in review.decisions])
     items = [
@@ -252,8 +252,9 @@ def review_queue(
     ]
     progress = None
     if cursor is None:
+        within = {"decided": decided, "conflicts": conflicts}
         counts = results.count_suspects(
-            session, job, artifacts, only=mine, within={"decided": decided, "conflicts": conflicts}, **filters
+            session, job, artifacts, only=mine, within=within, newest_epoch=page.newest_epoch, **filters
         )
         progress = ReviewProgress(**counts)
     return ReviewQueue(items=items, next_cursor=page.next_cursor, progress=progress)

@@ -3,14 +3,14 @@ scores as SQL expressions.
 
 They stay cheap however large the job: suspects walk the (job_id, rank) index and look up each
 row's sample and last-epoch dynamics by primary key; a sample's dynamics are one primary-key
-lookup per epoch.
+lookup per epoch, read with its sample and score rows in one statement (`sample_rows`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, select
+from sqlalchemy import ColumnElement, Row, Select, and_, false, func, select
 from sqlalchemy.orm import Session
 
 from core.score_registry import SCORE_BY_NAME
@@ -138,25 +138,63 @@ def sample_dynamics(session: Session, job_id: int, sample_index: int) -> list[Sa
     epoch = last_epoch(session, job_id)
     if epoch is None:
         return []
+    statement = select(SampleEpoch).where(_epochs_of_sample(job_id, sample_index, epoch)).order_by(SampleEpoch.epoch)
+    return list(session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class SampleRows:
+    """One sample of a job: its row, its score row (None before the job is scored) and its
+    dynamics rows of every stored epoch, oldest first."""
+
+    sample: Sample
+    score: SampleScore | None
+    epochs: list[SampleEpoch]
+
+
+def sample_rows(session: Session, job: AuditJob, sample_index: int) -> SampleRows | None:
+    """The sample of the job's version with its score and dynamics, read by one statement (the
+    newest stored epoch is read first only for a job that does not know its epoch count); None
+    when the version has no such sample. Every epoch a job stores is one of 1..`total_epochs`
+    (its config's epochs, set when the job is made), so the dynamics are looked up by primary key
+    for each of those epochs; epochs not stored yet find nothing."""
+    epochs = job.total_epochs if job.total_epochs is not None else last_epoch(session, job.id)
+    score_of_sample = and_(SampleScore.job_id == job.id, SampleScore.sample_index == Sample.sample_index)
+    dynamics = _epochs_of_sample(job.id, sample_index, epochs) if epochs else false()  # none stored yet
     statement = (
-        select(SampleEpoch)
-        .where(
-            SampleEpoch.job_id == job_id,
-            SampleEpoch.epoch.in_(range(1, epoch + 1)),
-            SampleEpoch.sample_index == sample_index,
-        )
+        select(Sample, SampleScore, SampleEpoch)
+        .outerjoin(SampleScore, score_of_sample)
+        .outerjoin(SampleEpoch, dynamics)
+        .where(Sample.dataset_version_id == job.dataset_version_id, Sample.sample_index == sample_index)
         .order_by(SampleEpoch.epoch)
     )
-    return list(session.scalars(statement))
+    rows = session.execute(statement).all()
+    if not rows:
+        return None
+    sample, score, _ = rows[0]
+    return SampleRows(sample=sample, score=score, epochs=[epoch for _, _, epoch in rows if epoch is not None])
+
+
+def _epochs_of_sample(job_id: int, sample_index: int, epochs: int) -> ColumnElement[bool]:
+    """The sample's `sample_epochs` rows of epochs 1..`epochs`: one primary-key probe each
+    (job_id, epoch, sample_index), where `sample_index` alone would scan the job's rows."""
+    return and_(
+        SampleEpoch.job_id == job_id,
+        SampleEpoch.epoch.in_(range(1, epochs + 1)),
+        SampleEpoch.sample_index == sample_index,
+    )
 
 
 WEIGHT_FIELDS = ("w_alpha", "w_beta", "w_delta")
 
 
-def weight_histories(session: Session, job_id: int, sample_indexes: list[int]) -> dict[int, dict[str, list]]:
+def weight_histories(
+    session: Session, job_id: int, sample_indexes: list[int], newest_epoch: int | None
+) -> dict[int, dict[str, list]]:
     """W_alpha, W_beta and W_delta of the samples at every stored epoch of the job, by sample
-    index: {"epoch": [...], "w_alpha": [...], ...}, oldest epoch first."""
-    epoch = last_epoch(session, job_id)
+    index: {"epoch": [...], "w_alpha": [...], ...}, oldest epoch first. `newest_epoch` is the
+    job's `last_epoch`, which the caller has read already (the suspects page it shows did)."""
+    epoch = newest_epoch
     if epoch is None or not sample_indexes:
         return {}
     statement = (

@@ -21,7 +21,7 @@ from core.services import InvalidParameterError, NotFoundError
 from core.services.artifacts import JobArtifacts
 from core.services.results.cursors import decode_cursor, encode_cursor
 from core.store.models import AuditJob, Sample, SampleEpoch, SampleScore
-from core.store.queries import Suspect, epoch_score, last_epoch, sample_dynamics, suspect_from_row, suspects_select
+from core.store.queries import Suspect, epoch_score, last_epoch, sample_rows, suspect_from_row, suspects_select
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class SuspectPage:
     next_cursor: str | None
     score: str
     epoch: int | None
+    newest_epoch: int | None = None  # the job's newest stored epoch, as the page read it
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,11 @@ def suspects_page(
     by_rank = score is None and epoch is None
     order = "rank" if by_rank else f"{name}@{epoch or 'aggregate'}"
     after = decode_cursor(cursor, order)
+    newest = last_epoch(session, job.id)
     if by_rank:
-        key, dynamics_epoch = None, last_epoch(session, job.id)
+        key, dynamics_epoch = None, newest
     else:
-        key, dynamics_epoch = _order_key(session, job, name, epoch)
+        key, dynamics_epoch = _order_key(session, job, name, epoch, newest)
     statement = _suspects_statement(job, key, dynamics_epoch, after, limit + 1)
     labels = artifacts.read_labels()
     for condition in _suspect_conditions(
@@ -102,20 +104,23 @@ def suspects_page(
         last = page[-1]
         position = last.suspect.rank if by_rank else [last.score, last.suspect.sample_index]
         next_cursor = encode_cursor(order, position)
-    return SuspectPage(suspects=page, next_cursor=next_cursor, score=name, epoch=epoch)
+    return SuspectPage(suspects=page, next_cursor=next_cursor, score=name, epoch=epoch, newest_epoch=newest)
 
 
 def sample_history(session: Session, job: AuditJob, sample_index: int, artifacts: JobArtifacts) -> SampleHistory:
-    sample = session.get(Sample, (job.dataset_version_id, sample_index))
-    if sample is None:
+    """The sample with its score and dynamics over the stored epochs: one statement
+    (`queries.sample_rows`)."""
+    rows = sample_rows(session, job, sample_index)
+    if rows is None:
         raise NotFoundError(f"job {job.id} has no sample {sample_index}")
+    sample = rows.sample
     labels = artifacts.read_labels()
     return SampleHistory(
         label=sample.label if labels is None else int(labels.labels[sample_index]),
         is_mislabeled=sample.is_mislabeled if labels is None else bool(labels.is_mislabeled[sample_index]),
         sample=sample,
-        score=session.get(SampleScore, (job.id, sample_index)),
-        epochs=sample_dynamics(session, job.id, sample_index),
+        score=rows.score,
+        epochs=rows.epochs,
     )
 
 
@@ -129,19 +134,22 @@ def count_suspects(
     min_score: float | None = None,
     only: Collection[int] | None = None,
     within: Mapping[str, Collection[int]] | None = None,
+    newest_epoch: int | None = None,
 ) -> dict[str, int]:
     """How many of the job's samples pass the filters of `suspects_page` (in its default order):
     {"total": n}, plus for each named subset of `within` how many of those are in it, all counted
-    by one statement."""
+    by one statement. The split filter reads the newest epoch's dynamics: `newest_epoch` when the
+    caller has it (a suspects page's), else read here."""
     parts = {name: func.count(case((SampleScore.sample_index.in_(_literal_list(indexes)), 1)))
              for name, indexes in (within or {}).items() if indexes}  # fmt: skip
     statement = select(func.count(), *parts.values()).select_from(SampleScore).where(SampleScore.job_id == job.id)
     if split is not None:  # the split is a field of the dynamics
+        newest = newest_epoch if newest_epoch is not None else last_epoch(session, job.id)
         statement = statement.join(
             SampleEpoch,
             and_(
                 SampleEpoch.job_id == job.id,
-                SampleEpoch.epoch == last_epoch(session, job.id),
+                SampleEpoch.epoch == newest,
                 SampleEpoch.sample_index == SampleScore.sample_index,
             ),
         )
@@ -166,10 +174,11 @@ def with_job_labels(suspect: Suspect, labels: NoisyLabels | None) -> Suspect:
     return replace(suspect, label=int(labels.labels[index]), is_mislabeled=bool(labels.is_mislabeled[index]))
 
 
-def _order_key(session: Session, job: AuditJob, name: str, epoch: int | None) -> tuple[ColumnElement, int | None]:
+def _order_key(
+    session: Session, job: AuditJob, name: str, epoch: int | None, newest: int | None
+) -> tuple[ColumnElement, int | None]:
     """The SQL expression a page is ordered by (higher = more suspicious) and the epoch whose
-    dynamics go with each suspect."""
-    newest = last_epoch(session, job.id)
+    dynamics go with each suspect (`newest`: the job's newest stored epoch)."""
     if epoch is None:
         return getattr(SampleScore, name), newest
     if name not in EPOCH_SCORE_NAMES:

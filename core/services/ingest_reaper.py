@@ -1,0 +1,159 @@
+"""Ingests whose worker was lost: the ingest task's heartbeat, and the reaper that starts such an
+ingest once more or fails it, so that no dataset stays 'ingesting' for ever.
+
+The broker does not always give a lost ingest back: late acks re-deliver the task of a killed
+prefork child, but kombu's SQLAlchemy transport never re-delivers the message of a lost worker,
+and Redis only after its visibility timeout, which outlasts the longest job (about a day).
+
+- While the ingest task runs `ingest.run_ingest` it beats (`IngestHeartbeat`): a thread touches
+  the version's heartbeat file, `<data dir>/ingest-heartbeats/<version id>`, every sixth of
+  `settings.ingest_stale_s`. The file is removed when the run returns; a worker killed with it
+  (OOM, machine lost) leaves it behind, its modification time frozen. A run that raises leaves it
+  too: the task's failure handler fails the ingest, and if even that cannot reach the database
+  the heartbeat goes stale and the reaper does it.
+- `reap_lost_ingests` (beat's `lilaw.reap_lost_ingests`, every third of `ingest_stale_s`): an
+  'ingesting' version whose heartbeat is older than `ingest_stale_s` lost its worker. The first
+  time, when its blob is still there, its task is sent again: the stale heartbeat is replaced by a
+  `<version id>.requeued` mark, so the version counts as waiting until the new run beats. Else (it
+  was requeued before, or its file is gone) the ingest is failed with `LOST_MESSAGE`
+  (`ingest.fail_ingest`: the version removed, its blob too unless another version refers to it,
+  the dataset 'failed' with the message).
+- A version with no heartbeat has not started: its message waits in the ingest queue, where the
+  ingest worker takes one upload at a time, for as long as the uploads before it take. It is left
+  alone; progress (`ingest_percent`) cannot tell such a wait from a lost worker, nor a live worker
+  storing a million sample rows, which reports no percent while it does.
+
+The heartbeat is a file, not a column: the data dir is shared by the API and every worker already
+(blobs, shards), it needs no schema change, and a beat never waits on the ingest's own long
+transaction that stores the sample rows (on SQLite that one holds the database's write lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.services import ingest
+from core.settings import Settings
+from core.store.models import DatasetVersion
+
+LOST_MESSAGE = "the ingest stopped: its worker was lost; upload the file again"
+HEARTBEAT_DIR = "ingest-heartbeats"
+REQUEUED_SUFFIX = ".requeued"
+
+logger = logging.getLogger(__name__)
+
+
+def heartbeat_dir(settings: Settings) -> Path:
+    return settings.data_dir / HEARTBEAT_DIR
+
+
+def heartbeat_path(settings: Settings, version_id: int) -> Path:
+    """The file an ingest of the version touches while it runs."""
+    return heartbeat_dir(settings) / str(int(version_id))
+
+
+def requeued_path(settings: Settings, version_id: int) -> Path:
+    """The mark of a version whose ingest the reaper sent again once already."""
+    return heartbeat_dir(settings) / f"{int(version_id)}{REQUEUED_SUFFIX}"
+
+
+class IngestHeartbeat:
+    """Keeps the version's heartbeat file fresh while the ingest inside the `with` block runs;
+    removes it, and the reaper's mark, when the block ends without an exception."""
+
+    def __init__(self, settings: Settings, version_id: int):
+        self.path = heartbeat_path(settings, version_id)
+        self.requeued = requeued_path(settings, version_id)
+        self.interval_s = settings.ingest_stale_s / 6
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-ingest-{version_id}", daemon=True)
+
+    def __enter__(self) -> IngestHeartbeat:
+        self.touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:  # the version is ready, failed or gone: nothing left to watch
+            self.path.unlink(missing_ok=True)
+            self.requeued.unlink(missing_ok=True)
+
+    def touch(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.touch()
+            except OSError:
+                logger.exception("heartbeat of the ingest at %s failed", self.path)
+
+
+def reap_lost_ingests(
+    sessions: sessionmaker[Session], settings: Settings, requeue: Callable[[int], object]
+) -> dict[str, list[int]]:
+    """Ingesting versions whose heartbeat is older than `settings.ingest_stale_s`: sent again once
+    (`requeue` sends the ingest task of a version id) while their blob is there, else failed with
+    `LOST_MESSAGE`. Returns the version ids of each outcome. The heartbeats and marks of versions
+    no longer ingesting are removed once stale themselves."""
+    with sessions() as session:
+        ingesting = dict(
+            session.execute(
+                select(DatasetVersion.id, DatasetVersion.blob_uri).where(DatasetVersion.status == ingest.INGESTING)
+            ).all()
+        )
+    stale_before = time.time() - settings.ingest_stale_s
+    _forget_settled(settings, set(ingesting), stale_before)
+    reaped: dict[str, list[int]] = {"requeued": [], "failed": []}
+    for version_id, blob_uri in ingesting.items():
+        beat = heartbeat_path(settings, version_id)
+        if not _modified_before(beat, stale_before):
+            continue  # running, or not started yet
+        mark = requeued_path(settings, version_id)
+        if not mark.exists() and (settings.data_dir / blob_uri).is_file():
+            mark.touch()
+            beat.unlink(missing_ok=True)
+            try:
+                requeue(version_id)
+            except BaseException:  # not sent: the next reap tries again
+                mark.unlink(missing_ok=True)
+                beat.touch()
+                os.utime(beat, (stale_before - 1, stale_before - 1))
+                raise
+            reaped["requeued"].append(version_id)
+        else:
+            ingest.fail_ingest(sessions, settings, version_id, LOST_MESSAGE)
+            beat.unlink(missing_ok=True)
+            mark.unlink(missing_ok=True)
+            reaped["failed"].append(version_id)
+    if reaped["requeued"] or reaped["failed"]:
+        logger.warning("reaped lost ingests (dataset version ids): %s", reaped)
+    return reaped
+
+
+def _forget_settled(settings: Settings, ingesting: set[int], stale_before: float) -> None:
+    """Remove the stale heartbeats and marks of versions that are no longer ingesting (a fresh
+    file may belong to a version made since `ingesting` was read)."""
+    directory = heartbeat_dir(settings)
+    for path in directory.iterdir() if directory.is_dir() else ():
+        name = path.name.removesuffix(REQUEUED_SUFFIX)
+        if name.isdigit() and int(name) not in ingesting and _modified_before(path, stale_before):
+            path.unlink(missing_ok=True)
+
+
+def _modified_before(path: Path, moment: float) -> bool:
+    try:
+        return path.stat().st_mtime < moment
+    except FileNotFoundError:
+        return False
