@@ -8,7 +8,7 @@ from functools import lru_cache
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.services import audit_runs, ingest, ingest_reaper, job_claims, schedules, webhooks
+from core.services import audit_runs, ingest, ingest_reaper, job_claims, previews, schedules, webhooks
 from core.services.blobs import BlobStore
 from core.settings import get_settings
 from core.store import JobStatus, make_engine, make_session_factory
@@ -67,7 +67,10 @@ def ingest_version(self: IngestTask, version_id: int) -> str | None:
     while it runs: a lost worker's ingest is found by `reap_lost_ingests`."""
     settings = get_settings()
     with ingest_reaper.IngestHeartbeat(settings, version_id):
-        return ingest.run_ingest(job_sessions(), version_id, settings)
+        status = ingest.run_ingest(job_sessions(), version_id, settings)
+    if status == ingest.READY:  # the review queue's thumbnails, rendered here, not in a request
+        previews.render_stored(job_sessions(), version_id, settings)
+    return status
 
 
 @app.task(name=REAP_TASK)
