@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -26,6 +27,7 @@ from core.services.blobs import BUILTIN_PREFIX
 from core.store.models import Dataset, DatasetVersion, Sample
 
 MAX_SAMPLE_ID_LENGTH = Sample.__table__.c.sample_id.type.length
+SAMPLE_INSERT_CHUNK = 10_000
 
 
 def list_datasets(session: Session, owner_id: int) -> list[Dataset]:
@@ -209,23 +211,23 @@ def add_version(
         hashes = content_hashes(loaded.x)
     if source_paths is None:
         source_paths = [None] * len(loaded)
-    session.execute(
-        insert(Sample),
-        [
-            {
-                "dataset_version_id": version.id,
-                "sample_index": index,
-                "sample_id": sample_id,
-                "label": label,
-                "is_mislabeled": flag,
-                "content_hash": digest,
-                "source_path": source_path,
-            }
-            for index, (sample_id, label, flag, digest, source_path) in enumerate(
-                zip(loaded.sample_ids, loaded.y.tolist(), flags, hashes, source_paths, strict=True)
-            )
-        ],
+    rows = (
+        {
+            "dataset_version_id": version.id,
+            "sample_index": index,
+            "sample_id": sample_id,
+            "label": label,
+            "is_mislabeled": flag,
+            "content_hash": digest,
+            "source_path": source_path,
+        }
+        for index, (sample_id, label, flag, digest, source_path) in enumerate(
+            zip(loaded.sample_ids, loaded.y.tolist(), flags, hashes, source_paths, strict=True)
+        )
     )
+    # A chunk of row dicts at a time: all of a large version's at once would cost ~1 KB a sample.
+    while chunk := list(islice(rows, SAMPLE_INSERT_CHUNK)):
+        session.execute(insert(Sample), chunk)
     return get_dataset(session, owner_id, dataset.id)
 
 

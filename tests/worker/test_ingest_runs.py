@@ -19,7 +19,7 @@ from sqlalchemy.orm import joinedload
 
 from core.loaders import load_dataset
 from core.engine import Inputs
-from core.services import ConflictError, audit_runs, ingest, jobs
+from core.services import ConflictError, audit_runs, datasets, ingest, jobs
 from core.services.blobs import Blob, BlobStore
 from core.audit import AuditConfig
 from core.store import AuditJob, Dataset, DatasetVersion, JobStatus, Owner, Sample, SampleScore, session_scope
@@ -54,6 +54,7 @@ def _start(sessions, settings, filename: str, data: bytes) -> tuple[int, int, Bl
 
 def test_an_ingest_makes_the_version_ready_with_its_samples_and_the_percent_grows(sessions, settings, monkeypatch):
     monkeypatch.setattr(ingest, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(datasets, "SAMPLE_INSERT_CHUNK", 256)  # the sample rows go in 3 chunks
     owner_id, version_id, blob = _start(sessions, settings, "digits.zip", _digits_zip(600))
     with session_scope(sessions) as session:
         version = session.get(DatasetVersion, version_id, options=[joinedload(DatasetVersion.dataset)])
@@ -86,6 +87,8 @@ def test_an_ingest_makes_the_version_ready_with_its_samples_and_the_percent_grow
             select(Sample.label).where(Sample.dataset_version_id == version_id).order_by(Sample.sample_index)
         ).all()
         assert len(labels) == 600 and sorted(set(labels)) == list(range(10))
+        indexes = session.scalars(select(Sample.sample_index).where(Sample.dataset_version_id == version_id)).all()
+        assert sorted(indexes) == list(range(600))
         job = jobs.create_job(session, owner_id, version.dataset_id, None, AuditConfig(epochs=1))
         assert job.dataset_version_id == version_id
     assert blob.path.exists() and (settings.data_dir / version.samples_uri).is_file()
