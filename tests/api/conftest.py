@@ -36,6 +36,7 @@ from core.settings import Settings, get_settings
 from core.store import Base, Dataset, DatasetVersion, Sample, session_scope
 from core.store.dynamics_writer import metric_rows, write_epoch, write_metrics, write_scores, write_trajectory
 from core.store.models import AuditJob, JobStatus
+from worker.celery_app import INGEST_TASK, ingest_queue
 from migrations import upgrade_database
 
 AUDIT_EPOCHS = 3
@@ -157,24 +158,35 @@ def blob_files(settings: Settings) -> Callable[[], list[str]]:
     return files
 
 
+def _take_tasks(settings: Settings, queue_name: str) -> list[dict]:
+    """Consumes the messages waiting in a broker queue: task name, id and arguments."""
+    tasks = []
+    with Connection(settings.resolved_broker_url) as connection, connection.SimpleQueue(queue_name) as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                return tasks
+            args, _kwargs, _embed = message.decode()
+            tasks.append({"task": message.headers["task"], "id": message.headers["id"], "args": args})
+            message.ack()
+
+
 @pytest.fixture
 def take_queued_tasks(settings: Settings) -> Callable[[], list[dict]]:
     """Consumes the messages waiting in the broker's audit queue: task name, id and arguments."""
+    return lambda: _take_tasks(settings, settings.audit_queue)
 
-    def take() -> list[dict]:
-        tasks = []
-        with (
-            Connection(settings.resolved_broker_url) as connection,
-            connection.SimpleQueue(settings.audit_queue) as queue,
-        ):
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    return tasks
-                args, _kwargs, _embed = message.decode()
-                tasks.append({"task": message.headers["task"], "id": message.headers["id"], "args": args})
-                message.ack()
+
+@pytest.fixture
+def take_queued_ingest(settings: Settings) -> Callable[[], int]:
+    """Consumes the one message waiting in the broker's ingest queue: the id of the version it ingests."""
+
+    def take() -> int:
+        [task] = _take_tasks(settings, ingest_queue(settings))
+        assert task["task"] == INGEST_TASK
+        [version_id] = task["args"]
+        return version_id
 
     return take
 

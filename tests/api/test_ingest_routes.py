@@ -6,13 +6,11 @@ only labels: the new version shares the samples' shard and blob."""
 from __future__ import annotations
 
 import pytest
-from kombu import Connection
 from sqlalchemy import select
 
 from core.services import ingest
 from core.services.audit_runs import _load_version
 from core.store import DatasetVersion, Sample, session_scope
-from worker.celery_app import INGEST_TASK, ingest_queue
 
 ROWS = b"f1,f2,label\n" + b"".join(f"{i},{i % 7},{'ab'[i % 2]}\n".encode() for i in range(400))
 
@@ -23,27 +21,16 @@ def small_inline_limit(settings):
     return settings
 
 
-def _take_ingest_tasks(settings) -> list[list]:
-    tasks = []
-    with Connection(settings.resolved_broker_url) as connection, connection.SimpleQueue(ingest_queue(settings)) as queue:
-        while True:
-            try:
-                message = queue.get(block=False)
-            except queue.Empty:
-                return tasks
-            assert message.headers["task"] == INGEST_TASK
-            tasks.append(message.decode()[0])
-            message.ack()
-
-
-def test_a_large_upload_is_ingested_by_its_task_and_takes_no_job_before(small_inline_limit, client, alice, sessions):
+def test_a_large_upload_is_ingested_by_its_task_and_takes_no_job_before(
+    small_inline_limit, client, alice, sessions, take_queued_ingest
+):
     settings = small_inline_limit
     response = client.post("/datasets", files={"file": ("rows.csv", ROWS)}, headers=alice)
     assert response.status_code == 202, response.text
     dataset = response.json()
     assert (dataset["status"], dataset["ingest_percent"]) == ("ingesting", 0)
     assert [(v["version"], v["status"], v["num_samples"]) for v in dataset["versions"]] == [(1, "ingesting", 0)]
-    [[version_id]] = _take_ingest_tasks(settings)
+    version_id = take_queued_ingest()
 
     refused = client.post("/jobs", json={"dataset_id": dataset["id"], "epochs": 1}, headers=alice)
     assert refused.status_code == 409
@@ -58,11 +45,13 @@ def test_a_large_upload_is_ingested_by_its_task_and_takes_no_job_before(small_in
     assert client.post("/jobs", json={"dataset_id": dataset["id"], "epochs": 1}, headers=alice).status_code == 201
 
 
-def test_a_large_upload_that_cannot_be_read_fails_with_its_reason(small_inline_limit, client, alice, sessions, blob_files):
+def test_a_large_upload_that_cannot_be_read_fails_with_its_reason(
+    small_inline_limit, client, alice, sessions, blob_files, take_queued_ingest
+):
     settings = small_inline_limit
     bad = ROWS + b"1,oops,a\n"
     dataset = client.post("/datasets", files={"file": ("rows.csv", bad)}, headers=alice).json()
-    [[version_id]] = _take_ingest_tasks(settings)
+    version_id = take_queued_ingest()
     assert ingest.run_ingest(sessions, version_id, settings) == "failed"
     shown = client.get(f"/datasets/{dataset['id']}", headers=alice).json()
     assert shown["status"] == "failed" and shown["versions"] == []

@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from kombu import Connection
 from sqlalchemy import select
 
 from api.client import LilawAPIError, LilawClient
@@ -24,7 +23,6 @@ from core.loaders import load_dataset
 from core.services import audit_runs, ingest
 from core.services.blobs import BlobStore
 from core.store import AuditJob, DatasetVersion, JobStatus, Sample, SampleScore, session_scope
-from worker.celery_app import INGEST_TASK, ingest_queue
 
 SMALL_LIMIT = 1024  # bytes: every append below is larger, so read by the ingest task
 
@@ -34,25 +32,6 @@ def rows_csv(indexes, label=lambda i: "abc"[i % 3], sample_id=lambda i: f"s{i}")
     lines = [b"f1,f2,sample_id,label\n"]
     lines += [f"{i},{i % 7},{sample_id(i)},{label(i)}\n".encode() for i in indexes]
     return b"".join(lines)
-
-
-def _take_ingest_tasks(settings) -> list[int]:
-    version_ids = []
-    queue_name = ingest_queue(settings)
-    with Connection(settings.resolved_broker_url) as connection, connection.SimpleQueue(queue_name) as queue:
-        while True:
-            try:
-                message = queue.get(block=False)
-            except queue.Empty:
-                return version_ids
-            assert message.headers["task"] == INGEST_TASK
-            version_ids.append(message.decode()[0][0])
-            message.ack()
-
-
-def run_queued_ingest(settings, sessions) -> str:
-    [version_id] = _take_ingest_tasks(settings)
-    return ingest.run_ingest(sessions, version_id, settings)
 
 
 def upload(client, headers, data: bytes, name: str = "rows.csv") -> dict:
@@ -106,7 +85,9 @@ def file_sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_large_append_is_ingested_into_a_shard_of_only_the_added_rows(client, alice, sessions, settings, monkeypatch):
+def test_a_large_append_is_ingested_into_a_shard_of_only_the_added_rows(
+    client, alice, sessions, settings, monkeypatch, take_queued_ingest
+):
     dataset = upload(client, alice, rows_csv(range(300)))
     first = version_row(sessions, dataset["id"], 1)
     parent_shard = settings.data_dir / first.samples_uri
@@ -121,7 +102,7 @@ def test_a_large_append_is_ingested_into_a_shard_of_only_the_added_rows(client, 
     assert (body["dataset"]["status"], body["dataset"]["ingest_percent"], body["version"]) == ("ingesting", 0, 2)
     assert (body["num_added"], body["num_duplicates"]) == (None, None)
 
-    assert run_queued_ingest(settings, sessions) == "ready"
+    assert ingest.run_ingest(sessions, take_queued_ingest(), settings) == "ready"
     shown = client.get(f"/datasets/{dataset['id']}", headers=alice).json()
     assert (shown["status"], shown["ingest_percent"], shown["ingest_error"]) == ("ready", 100, None)
     change = shown["versions"][1]["change"]
@@ -200,14 +181,14 @@ def test_a_relabel_with_removals_writes_no_shard_and_its_audit_sees_the_kept_row
     ],
 )
 def test_a_failed_large_append_stores_nothing_and_leaves_the_parent_ready(
-    client, alice, sessions, settings, blob_files, dataset_rows, data, reason
+    client, alice, sessions, settings, blob_files, dataset_rows, data, reason, take_queued_ingest
 ):
     dataset = upload(client, alice, rows_csv(range(100)))
     rows, shards, blobs = dataset_rows(), shard_files(settings), blob_files()
     settings.inline_ingest_max_bytes = SMALL_LIMIT
     assert append(client, alice, dataset["id"], data).status_code == 202
 
-    assert run_queued_ingest(settings, sessions) == "failed"
+    assert ingest.run_ingest(sessions, take_queued_ingest(), settings) == "failed"
     shown = client.get(f"/datasets/{dataset['id']}", headers=alice).json()
     assert shown["status"] == "failed" and reason in shown["ingest_error"] and "more.csv" in shown["ingest_error"]
     assert [(v["version"], v["status"]) for v in shown["versions"]] == [(1, "ready")]
@@ -274,7 +255,7 @@ def test_a_builtin_is_written_into_a_shard_once_when_first_appended_to(client, a
     np.testing.assert_array_equal(loaded.x[: len(digits)], digits.x)
 
 
-def test_the_light_client_waits_for_a_large_append(client, alice, sessions, settings):
+def test_the_light_client_waits_for_a_large_append(client, alice, sessions, settings, take_queued_ingest):
     lilaw = LilawClient("http://testserver", alice["Authorization"].removeprefix("Bearer "), http=client)
     dataset = upload(client, alice, rows_csv(range(100)))
     settings.inline_ingest_max_bytes = SMALL_LIMIT
@@ -283,7 +264,7 @@ def test_the_light_client_waits_for_a_large_append(client, alice, sessions, sett
     def ingest_when_polled(state) -> None:  # the worker, run when the client first sees the ingest
         seen.append((state.status, state.ingest_percent))
         if state.status == "ingesting":
-            run_queued_ingest(settings, sessions)
+            ingest.run_ingest(sessions, take_queued_ingest(), settings)
 
     more = _file(settings, rows_csv(range(100, 300)))
     appended = lilaw.append_samples(dataset["id"], more, on_progress=ingest_when_polled, poll_seconds=0.01)
