@@ -46,9 +46,8 @@ logger = logging.getLogger(__name__)
 
 
 def version_loader(version: DatasetVersion, settings: Settings) -> DatasetLoader:
-    """Loads the version's samples once, when first called: from its blob, or from its segments
-    of shards where it has several (`core.services.version_samples`; its blob is then their
-    manifest, whose hash the previews are named by)."""
+    """Loads the version's samples once, when first called: its shards, memory-mapped, where it
+    has any, else its blob (`core.services.version_samples.samples_dataset`)."""
     return functools.cache(lambda: version_samples.samples_dataset(version, settings))
 
 
