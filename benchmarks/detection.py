@@ -63,8 +63,8 @@ HIGH_NOISE_CASES = {
 CASES = {**LOW_NOISE_CASES, **HIGH_NOISE_CASES}
 KS = (50, 100)
 # Opt-in extras (--variants), reported as extra rows of the case table, never as baselines.
-# windows: aggregate after the warm-up epoch only, or over the second half of the epochs, or the
-# last epoch's margin alone; epochs: W_α of single epochs (the paper's
+# windows: aggregate after the warm-up epoch only, or over the second half of the epochs (alone,
+# and rank-averaged with the whole run's), or the last epoch's margin alone; epochs: W_α of single epochs (the paper's
 # Table 16 reading); meta128: a whole extra LiLAW run with a 128-sample meta batch.
 # The item-3 variants (issue 10), each a whole extra LiLAW run scored by its aum, except rankmix:
 # detached: W detached from the graph (LilawConfig.detach_weights); warmup3: the weighting starts
@@ -198,6 +198,8 @@ def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLa
             first = {"half": config.epochs // 2 + 1, "last": config.epochs}.get(first, first)
             window = compute_scores(audit.history, first_epoch=first)
             scores[label] = calibrate_within_groups(window, split_groups(audit.history, first))[name]
+        late = scores["aum, second half of the epochs"]
+        scores["rank mean: aum + aum second half"] = rank_mean(audit.scores["aum"], late)
     if "epochs" in args.variants:
         for epoch in sorted({min(3, config.epochs), config.epochs}):
             scores[f"w_alpha epoch {epoch}"] = epoch_scores(audit.history, epoch)["w_alpha"]
@@ -218,7 +220,8 @@ def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLa
         variant = run_audit(clean, variant_config, noisy_labels=drawn)
         variant_seconds[name] = time.perf_counter() - started
         if len(variant.trajectory):
-            print(f"    [{name}: final (alpha, beta, delta) = {np.round(variant.trajectory[-1, 2:], 3).tolist()}]", flush=True)
+            final = np.round(variant.trajectory[-1, 2:], 3).tolist()
+            print(f"    [{name}: final (alpha, beta, delta) = {final}]", flush=True)
         scores[f"aum, {name}"] = variant.scores["aum"]
         warmup = variant_config.lilaw.warmup_epochs
         if warmup > 1:
