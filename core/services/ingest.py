@@ -29,13 +29,13 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from core.dataset import AuditDataset, Modality, content_hashes
+from core.dataset import AuditDataset, Modality
 from core.errors import AuditError
 from core.loaders import load_dataset
-from core.sample_store import RowReader, flags_path, shard_sink, write_shard
+from core.sample_store import flags_path, shard_sink, write_shard
 from core.services.blobs import Blob, BlobStore, shown_as
 from core.services import datasets, versions
-from core.services.version_samples import new_shard_path, remove_shard
+from core.services.version_samples import hashes_of, new_shard_path, remove_shard, shard_uri
 from core.services.sample_identity import carried_identities
 from core.settings import Settings
 from core.store import session_scope
@@ -45,7 +45,6 @@ INGESTING, READY, FAILED = "ingesting", "ready", "failed"
 PENDING_FORMAT = "pending"
 # The percent: reading the file up to READ_PERCENT, hashing up to HASH_PERCENT, then storing.
 READ_PERCENT, HASH_PERCENT = 80, 95
-HASH_CHUNK = 4096
 PROGRESS_INTERVAL_S = 0.5
 
 logger = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class ReadUpload:
     shard: Path | None = None
 
     def samples_uri(self, settings: Settings) -> str | None:
-        return None if self.shard is None else self.shard.relative_to(settings.data_dir).as_posix()
+        return None if self.shard is None else shard_uri(settings, self.shard)
 
     def discard(self) -> None:
         """Remove the shard (its version was not stored)."""
@@ -95,14 +94,9 @@ def read_upload(
             if loaded.is_mislabeled is not None:
                 np.save(flags_path(shard), loaded.is_mislabeled)
         report(READ_PERCENT)
-        reader = RowReader(loaded.x) if isinstance(loaded.x, np.memmap) else None
-        hashes: list[str] = []
-        for start in range(0, len(loaded), HASH_CHUNK):
-            stop = start + HASH_CHUNK
-            hashes += content_hashes(loaded.x[start:stop] if reader is None else reader.read_range(start, stop))
-            report(READ_PERCENT + (HASH_PERCENT - READ_PERCENT) * len(hashes) // len(loaded))
-        if reader is not None:
-            reader.close()
+        hashes = hashes_of(
+            loaded.x, on_chunk=lambda done: report(READ_PERCENT + (HASH_PERCENT - READ_PERCENT) * done // len(loaded))
+        )
     except BaseException:
         if shard is not None:
             remove_shard(shard)

@@ -21,6 +21,7 @@ version's row.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,16 +105,22 @@ def remove_shard(path: Path) -> None:
     flags_path(path).unlink(missing_ok=True)
 
 
-def hashes_of(samples: np.ndarray | np.memmap | SegmentedRows) -> list[str]:
-    """Every sample's content hash (`core.dataset.content_hashes`), read a chunk at a time."""
-    if not isinstance(samples, (np.memmap, SegmentedRows)):
-        return content_hashes(samples)
-    reader, hashes = RowReader(samples), []
+def hashes_of(
+    samples: np.ndarray | np.memmap | SegmentedRows, on_chunk: Callable[[int], None] | None = None
+) -> list[str]:
+    """Every sample's content hash (`core.dataset.content_hashes`), a chunk at a time (shards read
+    with explicit reads); `on_chunk(n)` is told how many are hashed after each chunk."""
+    reader = RowReader(samples) if isinstance(samples, (np.memmap, SegmentedRows)) else None
+    hashes: list[str] = []
     try:
         for start in range(0, len(samples), HASH_CHUNK):
-            hashes += content_hashes(reader.read_range(start, start + HASH_CHUNK))
+            stop = start + HASH_CHUNK
+            hashes += content_hashes(samples[start:stop] if reader is None else reader.read_range(start, stop))
+            if on_chunk is not None:
+                on_chunk(len(hashes))
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
     return hashes
 
 
