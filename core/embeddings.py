@@ -2,10 +2,12 @@
 audit trains a small head (linear or MLP) on those vectors with LiLAW, recording every dynamics
 score as usual. For large images this replaces epochs of backbone training by one forward pass.
 
-The features are computed in batches, written batch by batch into a ``.npy`` file (never all in
-memory as floats of the images), and cached: the file's name is a hash of the images' bytes (so
-a relabelled version, whose images are the same, reuses it), the backbone's name, the sha256 of
-the weights file and the input size. A second audit of the same images reads the file back.
+The images are read a batch at a time (a version's shards with explicit reads, `RowReader`, so
+that neither the images nor their features are ever all in memory), their features written batch
+by batch into a ``.npy`` file, and cached: the file's name is a hash of the images' bytes, read a
+chunk at a time (so a relabelled version, whose images are the same, reuses it), the backbone's
+name, the sha256 of the weights file and the input size. A second audit of the same images reads
+the file back. The features are given memory-mapped (the engine streams them when they are large).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,15 +29,17 @@ from core.audit_config import AuditConfig
 from core.dataset import AuditDataset
 from core.errors import ConfigError, DatasetError
 from core.models import load_weights
+from core.sample_store import RowReader, SegmentedRows, ShardSink
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 HEADS = {"linear": "linear", "mlp": "mlp"}  # AuditConfig.embeddings_head (EMBEDDING_HEADS) -> its core.models model
 CACHE_VERSION = 1  # bump when the preprocessing changes, so that old caches are not reused
-HASH_CHUNK_BYTES = 64 * 1024**2
+HASH_CHUNK_BYTES = 4 * 1024**2  # images hashed at a time
 
 OnBatch = Callable[[int, int], None]  # (images embedded so far, total)
+Images = np.ndarray | np.memmap | SegmentedRows  # uint8 [N, C, H, W]: in memory or a version's shards
 
 
 @dataclass(frozen=True)
@@ -53,21 +57,23 @@ def embed_dataset(
     dataset: AuditDataset, backbone: Backbone, cache_dir: Path, on_batch: OnBatch | None = None
 ) -> AuditDataset:
     """The dataset with its images (and its test split's) replaced by the backbone's features:
-    float32 [N, D], modality "tabular"; `meta["embeddings"]` says how and whether the cache held them."""
+    float32 [N, D] (the cached file, memory-mapped), modality "tabular"; `meta["embeddings"]` says
+    how and whether the cache held them. The images may be a version's shards (`Images`): they are
+    read a batch at a time."""
     if dataset.modality != "image":
         raise DatasetError(f"embeddings mode needs images; {dataset.name} holds {dataset.modality} data")
     weights_sha256 = file_sha256(backbone.weights_path)
     model: nn.Module | None = None
 
-    def features_of(x: np.ndarray) -> tuple[np.ndarray, bool, float]:
+    def features_of(x: Images) -> tuple[np.ndarray, bool, float]:
         nonlocal model
         path = Path(cache_dir) / f"{cache_key(x, backbone, weights_sha256)}.npy"
         if path.is_file():
-            return np.load(path), True, 0.0
+            return np.load(path, mmap_mode="r"), True, 0.0
         started = time.perf_counter()
         model = model or load_backbone(backbone, in_chans=3)
         compute_features(model, x, backbone, path, on_batch)
-        return np.load(path), False, time.perf_counter() - started
+        return np.load(path, mmap_mode="r"), False, time.perf_counter() - started
 
     features, cached, seconds = features_of(dataset.x)
     test = dataset.test
@@ -97,33 +103,49 @@ def load_backbone(backbone: Backbone, in_chans: int) -> nn.Module:
     return model.eval().to(_device(backbone.device))
 
 
-def compute_features(model: nn.Module, x: np.ndarray, backbone: Backbone, path: Path, on_batch: OnBatch | None) -> None:
-    """Write the features of uint8 images [N, C, H, W] to `path` (.npy), batch by batch; the file
-    appears only once complete."""
+def compute_features(model: nn.Module, x: Images, backbone: Backbone, path: Path, on_batch: OnBatch | None) -> None:
+    """Write the features of uint8 images [N, C, H, W] to `path` (.npy), batch by batch (read with
+    `batches`); the file appears only once complete."""
     device = next(model.parameters()).device
     mean, std = _normalisation(model, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".partial-{os.getpid()}.npy")
-    out = None
+    sink: ShardSink | None = None  # written with explicit writes: a filled memory map would stay in memory
     try:
         with torch.inference_mode():
-            for start in range(0, len(x), backbone.batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(x[start : start + backbone.batch_size])).to(device)
+            for start, images in batches(x, backbone.batch_size):
+                batch = torch.from_numpy(images).to(device)
                 features = model((_as_rgb(batch, backbone.image_size) - mean) / std).flatten(1).float().cpu().numpy()
-                if out is None:
-                    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(x), features.shape[1]))
-                out[start : start + len(features)] = features
+                if not np.isfinite(features).all():
+                    raise ConfigError(f"the backbone {backbone.name!r} produced NaN or infinite features")
+                if sink is None:
+                    sink = ShardSink(partial, (len(x), features.shape[1]), np.dtype(np.float32))
+                for offset, row in enumerate(features):
+                    sink.put(start + offset, row)
                 if on_batch:
                     on_batch(start + len(features), len(x))
-        if out is None:
+        if sink is None:
             raise DatasetError("there are no images to embed")
-        if not np.isfinite(out).all():
-            raise ConfigError(f"the backbone {backbone.name!r} produced NaN or infinite features")
-        out.flush()
-        del out
+        sink.finish()
+        sink = None
         os.replace(partial, path)
     finally:
+        if sink is not None:
+            sink.discard()
         partial.unlink(missing_ok=True)
+
+
+def batches(x: Images, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, rows [first, first + `rows`) as one in-memory array) through `x`: a version's
+    shards read with explicit reads, so that going through them maps none of them into memory."""
+    reader = RowReader(x) if isinstance(x, (np.memmap, SegmentedRows)) else None
+    try:
+        for start in range(0, len(x), rows):
+            stop = start + rows
+            yield start, np.ascontiguousarray(x[start:stop] if reader is None else reader.read_range(start, stop))
+    finally:
+        if reader is not None:
+            reader.close()
 
 
 def _as_rgb(batch: torch.Tensor, image_size: int | None) -> torch.Tensor:
@@ -145,13 +167,17 @@ def _normalisation(model: nn.Module, device: torch.device) -> tuple[torch.Tensor
     return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
 
 
-def cache_key(x: np.ndarray, backbone: Backbone, weights_sha256: str) -> str:
-    """Which images went through which backbone at which size: the name of their features' file."""
+def cache_key(x: Images, backbone: Backbone, weights_sha256: str) -> str:
+    """Which images went through which backbone at which size: the name of their features' file.
+    The images' bytes are hashed a chunk of rows at a time (the digest of all of them, whatever
+    the chunks: the same key for the same images, in memory or in shards)."""
+    shape = [int(n) for n in x.shape]
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_VERSION, backbone.name, weights_sha256, backbone.image_size, x.shape, str(x.dtype)]).encode())
-    flat = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
-    for start in range(0, len(flat), HASH_CHUNK_BYTES):
-        digest.update(flat[start : start + HASH_CHUNK_BYTES])
+    identity = [CACHE_VERSION, backbone.name, weights_sha256, backbone.image_size, shape, str(x.dtype)]
+    digest.update(json.dumps(identity).encode())
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize
+    for _, rows in batches(x, max(1, HASH_CHUNK_BYTES // max(1, row_bytes))):
+        digest.update(rows.reshape(-1).view(np.uint8))
     return f"{backbone.name.replace('/', '_')}-{digest.hexdigest()[:32]}"
 
 

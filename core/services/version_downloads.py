@@ -6,17 +6,18 @@ The upload a version comes from is found through its parents (`DatasetVersion.pa
 its format decides the layout (`core.loaders.writers`): a class-folder zip gives a class-folder
 zip with every image in its corrected class's folder, a zip with labels.csv the same zip with a
 corrected labels.csv, a table a table (CSV, TSV as TSV, Parquet as CSV) with a corrected label
-column, a Hugging Face image dataset a Hugging Face Parquet file (built in memory), an .npz or
-a built-in an .npz. An image is the uploaded file itself where that upload
+column, a Hugging Face image dataset a Hugging Face Parquet file (streamed a row group at a
+time), an .npz or a built-in an .npz. An image is the uploaded file itself where that upload
 holds it (appended samples are PNGs of their pixels); a table row keeps its uploaded values.
 A version whose samples are segments of shards (appends, relabels with removals) reads them from
-the shards. Everything is read from the database before the file is streamed; the stream reads
-only files.
+the shards, a chunk of rows at a time, with explicit reads: a download never holds the version's
+samples whole (except a table uploaded as one, whose uploaded values are read back, and a
+version without shards, read from its blob). Everything is read from the database before the file
+is streamed; the stream reads only files.
 """
 
 from __future__ import annotations
 
-import io
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,12 +32,12 @@ from sqlalchemy.orm import Session
 from core.dataset import AuditDataset
 from core.errors import DatasetError
 from core.loaders import load_dataset, writers
-from core.loaders.hf_parquet import write_hf_parquet
+from core.loaders.hf_parquet import hf_parquet_chunks
 from core.loaders.safe_zip import open_zip, read_member
 from core.services import InvalidParameterError
 from core.services.blobs import dataset_source, version_file_errors
 from core.services.datasets import get_dataset, get_version
-from core.services.version_samples import samples_dataset
+from core.services.version_samples import read_explicitly, samples_dataset
 from core.settings import Settings
 from core.store.models import DatasetVersion, Sample
 
@@ -78,16 +79,10 @@ def download_version(
         write = writers.class_folder_zip if layout == "imagefolder" else writers.labels_csv_zip
         return DatasetFile(f"{name}.zip", "application/zip", _streamed_images(write, dataset, originals))
     if layout in HF_FORMATS:
-        return DatasetFile(f"{name}.parquet", "application/vnd.apache.parquet", _hf_parquet(dataset))
+        return DatasetFile(f"{name}.parquet", "application/vnd.apache.parquet", hf_parquet_chunks(dataset))
     if layout in TABLE_FORMATS:
         return _table(session, settings, dataset, upload, name, sep="\t" if layout == "tsv" else ",")
     return DatasetFile(f"{name}.npz", "application/octet-stream", writers.npz_file(dataset))
-
-
-def _hf_parquet(dataset: AuditDataset) -> Iterator[bytes]:
-    buffer = io.BytesIO()
-    write_hf_parquet(dataset, buffer)
-    yield buffer.getvalue()
 
 
 def _upload_of(session: Session, owner_id: int, version: DatasetVersion) -> DatasetVersion:
@@ -104,9 +99,10 @@ def _load(version: DatasetVersion, settings: Settings) -> AuditDataset:
 
 
 def _samples_of(version: DatasetVersion, settings: Settings) -> AuditDataset:
-    """The version's samples (read from its segments of shards where it has several), in memory."""
+    """The version's samples: its shards' rows, read by the writers a chunk at a time (with explicit
+    reads, not through a memory map), where it has shards; else its blob, as loaded."""
     loaded = samples_dataset(version, settings)
-    return replace(loaded, x=np.asarray(loaded.x))
+    return replace(loaded, x=read_explicitly(loaded.x))
 
 
 def _as_stored(session: Session, version: DatasetVersion, loaded: AuditDataset) -> AuditDataset:

@@ -30,7 +30,7 @@ import numpy as np
 from core.dataset import AuditDataset, content_hashes
 from core.errors import DatasetError
 from core.loaders import load_dataset
-from core.sample_store import RowReader, Segment, SegmentedRows, flags_path, open_segments, write_shard
+from core.sample_store import RowReader, Segment, SegmentedRows, ShardPart, flags_path, open_segments, write_shard
 from core.services.blobs import dataset_source, version_file_errors
 from core.settings import Settings
 from core.store.models import DatasetVersion
@@ -78,6 +78,15 @@ def samples_dataset(version: DatasetVersion, settings: Settings) -> AuditDataset
         name=str(version.dataset_id), modality=version.modality, x=samples, y=np.zeros(len(samples), dtype=np.int64),
         class_names=list(version.class_names), sample_ids=[""] * len(samples), meta={"format": version.format},
     )  # fmt: skip
+
+
+def read_explicitly(samples: np.ndarray | np.memmap | SegmentedRows) -> np.ndarray | SegmentedRows:
+    """A whole shard's memory map as `SegmentedRows`, whose slices are read from the file with
+    explicit reads (`RowReader`), so that a reader going through every row (a download) does not
+    fault the whole shard into its memory through the map; any other samples as they are."""
+    if isinstance(samples, np.memmap):
+        return SegmentedRows([ShardPart(samples, 0, len(samples))])
+    return samples
 
 
 def known_flags(version: DatasetVersion, settings: Settings) -> np.ndarray | None:
