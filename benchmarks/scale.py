@@ -2,7 +2,7 @@
 synthetic image datasets of growing size, with the peak memory of each process.
 
     .venv/bin/python benchmarks/scale.py [--sizes 20000,100000,400000] [--image-size 64] [--batch-size 256]
-        [--train-image-size 32]
+        [--train-image-size 32] [--ingest-only]
 
 For each size: a zip of PNGs (Fashion-MNIST's training images, tiled to the size and upscaled
 bilinearly to --image-size, class folders; digits when Fashion-MNIST is not installed) is written
@@ -12,8 +12,9 @@ which waits for the ingest (timed: ingest images/s, and `GET /datasets/{id}` lat
 runs), then a 1-epoch audit with the small CNN is submitted and waited for (audit images/s: the
 samples over the job's training seconds, and over its wall time). The stored samples are at
 --image-size; the audit's model trains at --train-image-size (`image_size` of the job: each
-batch read from the store is resized), so that a shared CPU gets through 100k images. Every 0.2 s the resident set
-(VmRSS) of each process and its children is read from /proc; the peaks are printed.
+batch read from the store is resized), so that a shared CPU gets through 100k images; --ingest-only
+skips the audit (its columns print "-"). Every 0.2 s the resident set (VmRSS) of each process and its
+children is read from /proc; the peaks are printed.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ class PeakRss:
         self._thread.join()
 
 
-def run_size(size: int, image_size: int, batch_size: int, train_image_size: int, scratch: Path) -> dict:
+def run_size(
+    size: int, image_size: int, batch_size: int, train_image_size: int, scratch: Path, ingest_only: bool = False
+) -> dict:
     data_dir = scratch / f"data-{size}"
     zip_path = scratch / f"synthetic-{size}.zip"
     write_seconds = write_zip(zip_path, size, image_size)
@@ -148,24 +151,14 @@ def run_size(size: int, image_size: int, batch_size: int, train_image_size: int,
             dataset = client.upload_dataset(zip_path, name=f"synthetic-{size}", on_progress=timed, poll_seconds=0.2)
             ingest_seconds = time.perf_counter() - started
             ingest_rss = dict(rss.peaks)
-            job = client.submit_audit(
-                dataset.id, epochs=1, batch_size=batch_size, model="small-cnn", image_size=train_image_size
-            )
-            started = time.perf_counter()
-            job = client.wait(job.id, poll_seconds=1.0)
-            audit_wall = time.perf_counter() - started
-        if job.status.value != "succeeded":
-            raise RuntimeError(f"the audit of {size} images ended {job.status.value}: {job.error}")
-        timings = job.result["timings"]
+            audit = None if ingest_only else _run_audit(client, dataset.id, size, batch_size, train_image_size)
         # A poll's own latency: its interval less the client's sleep.
         latencies = sorted(max(0.0, interval - 0.2) for interval in polls[1:]) or [0.0]
         return {
             "size": size, "zip_mib": zip_path.stat().st_size / 2**20, "write_seconds": write_seconds,
             "ingest_seconds": ingest_seconds, "ingest_images_s": size / ingest_seconds,
             "get_dataset_p95_ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))], "polls": len(polls),
-            "train_seconds": timings["train_seconds"], "audit_images_s": size / timings["train_seconds"],
-            "audit_wall_seconds": audit_wall, "audit_wall_images_s": size / audit_wall,
-            "rss_ingest_mib": ingest_rss, "rss_peak_mib": dict(rss.peaks),
+            "audit": audit, "rss_ingest_mib": ingest_rss, "rss_peak_mib": dict(rss.peaks),
         }  # fmt: skip
     finally:
         for process in processes.values():
@@ -177,6 +170,23 @@ def run_size(size: int, image_size: int, batch_size: int, train_image_size: int,
                 process.kill()
         for log in logs.values():
             log.close()
+
+
+def _run_audit(client: LilawClient, dataset_id: int, size: int, batch_size: int, train_image_size: int) -> dict:
+    """A 1-epoch small-CNN audit of the dataset, waited for: its training and wall seconds and images/s."""
+    job = client.submit_audit(
+        dataset_id, epochs=1, batch_size=batch_size, model="small-cnn", image_size=train_image_size
+    )
+    started = time.perf_counter()
+    job = client.wait(job.id, poll_seconds=1.0)
+    audit_wall = time.perf_counter() - started
+    if job.status.value != "succeeded":
+        raise RuntimeError(f"the audit of {size} images ended {job.status.value}: {job.error}")
+    train_seconds = job.result["timings"]["train_seconds"]
+    return {
+        "train_seconds": train_seconds, "audit_images_s": size / train_seconds,
+        "audit_wall_seconds": audit_wall, "audit_wall_images_s": size / audit_wall,
+    }  # fmt: skip
 
 
 def _wait_healthy(url: str) -> None:
@@ -200,18 +210,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--train-image-size", type=int, default=32)
     parser.add_argument("--scratch", type=Path, default=None, help="default: a temporary directory, removed after")
+    parser.add_argument("--ingest-only", action="store_true", help="upload and ingest only, no audit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         print("| images | zip MiB | ingest s | ingest img/s | GET dataset p95 ms | train s | audit img/s (train) |"
               " audit img/s (wall) | peak RSS MiB: API / audit worker / ingest worker |")
         print("|---|---|---|---|---|---|---|---|---|")
         for size in (int(text) for text in args.sizes.split(",")):
-            row = run_size(size, args.image_size, args.batch_size, args.train_image_size, Path(scratch))
-            peaks = row["rss_peak_mib"]
+            row = run_size(
+                size, args.image_size, args.batch_size, args.train_image_size, Path(scratch), args.ingest_only
+            )
+            peaks, audit = row["rss_peak_mib"], row["audit"]
+            audit_cells = (
+                "- | - | -" if audit is None else
+                f"{audit['train_seconds']:.1f} | {audit['audit_images_s']:.0f} | {audit['audit_wall_images_s']:.0f}"
+            )  # fmt: skip
             print(
                 f"| {size} | {row['zip_mib']:.0f} | {row['ingest_seconds']:.1f} | {row['ingest_images_s']:.0f} | "
-                f"{row['get_dataset_p95_ms']:.0f} ({row['polls']} polls) | {row['train_seconds']:.1f} | "
-                f"{row['audit_images_s']:.0f} | {row['audit_wall_images_s']:.0f} | "
+                f"{row['get_dataset_p95_ms']:.0f} ({row['polls']} polls) | {audit_cells} | "
                 f"{peaks['api']:.0f} / {peaks['worker']:.0f} / {peaks['ingest']:.0f} |",
                 flush=True,
             )

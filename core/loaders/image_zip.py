@@ -1,12 +1,15 @@
 """Zips of images, labelled by class folders (``cls_a/img1.png``, optionally all under one
 top-level folder) or by a ``labels.csv`` (``file,label[,is_mislabeled]``) at the root or in the
-single top-level folder. Sample ids are the member paths."""
+single top-level folder. Sample ids are the member paths.
+
+The member list is a `ZipIndex` (names and numpy arrays), and the per-image bookkeeping numpy
+arrays of member numbers and label codes, so that a zip of a million images costs little more
+than its names in memory."""
 
 from __future__ import annotations
 
 import io
 import posixpath
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -16,43 +19,56 @@ from core.dataset import AuditDataset
 from core.errors import DatasetError
 from core.loaders.images import ImageBudget, decode_all, open_image
 from core.loaders.limits import MAX_LABELS_CSV_BYTES
-from core.loaders.safe_zip import open_zip, read_member
+from core.loaders.safe_zip import ZipIndex, open_zip_index
 from core.loaders.source import FileSource
 from core.loaders.tabular import read_csv, require_columns
-from core.loaders.validation import make_dataset, parse_flags
+from core.loaders.validation import CodedLabels, make_dataset, parse_flags
 
 IMAGE_SUFFIXES = frozenset(Image.registered_extensions())
 
 
-def load_image_zip(source: FileSource) -> AuditDataset:
+def load_image_zip(source: FileSource, archive: ZipIndex | None = None) -> AuditDataset:
+    """The zip at `source.path` (already open as `archive`, which this closes, when given)."""
     path = source.path
-    with open_zip(path) as archive:
-        files = {
-            info.filename: info
-            for info in sorted(archive.infolist(), key=lambda info: info.filename)
-            if not info.is_dir() and not _is_junk(info.filename)
-        }
-        labels_csv = _find_labels_csv(list(files))
+    with archive if archive is not None else open_zip_index(path) as archive:
+        files = _listed_files(archive)  # member numbers, sorted by name
+        names = [archive.names[i] for i in files]
+        labels_csv = _find_labels_csv(names)
         if labels_csv is not None:
-            entries, flags = _entries_from_labels_csv(archive, files, labels_csv, path.name)
+            members, labels, flags = _entries_from_labels_csv(archive, names, files, labels_csv, path.name)
             layout = "images+labels.csv"
         else:
-            entries, flags = _entries_from_folders(list(files), path.name), None
-            layout = "imagefolder"
-        members = [member for member, _ in entries]
-        x = _decode_images(archive, [files[m] for m in members], path.name, source)
-    used = set(members)
-    skipped = [name for name in files if name not in used and name != labels_csv]
+            members, labels = _entries_from_folders(names, path.name)
+            flags, layout = None, "imagefolder"
+        x = _decode_images(archive, files[members], path.name, source)
+    used = np.zeros(len(names), dtype=bool)
+    used[members] = True
+    skipped = [name for name, is_used in zip(names, used.tolist(), strict=True) if not is_used and name != labels_csv]
+    sample_ids = [names[m] for m in members.tolist()]
     return make_dataset(
         name=source.name,
         modality="image",
         x=x,
-        labels=[label for _, label in entries],
-        sample_ids=members,
+        labels=labels,
+        sample_ids=sample_ids,
         flags=flags,
         where=path.name,
         meta={"source": str(path), "format": layout, "skipped_members": skipped},
     )
+
+
+def _listed_files(archive: ZipIndex) -> np.ndarray:
+    """The numbers of the members that are files and not junk, in the order of their names; of
+    members of one name, the last (as `ZipFile` keeps it)."""
+    names = archive.names
+    kept = np.fromiter(
+        (i for i, name in enumerate(names) if not name.endswith("/") and not _is_junk(name)), dtype=np.int64
+    )
+    keys = np.empty(len(kept), dtype=object)
+    keys[:] = [names[i] for i in kept.tolist()]
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    return kept[order][np.append(keys[:-1] != keys[1:], True)] if len(kept) else kept
 
 
 def _is_junk(name: str) -> bool:
@@ -65,50 +81,54 @@ def _is_image_name(name: str) -> bool:
 
 
 def _find_labels_csv(names: list[str]) -> str | None:
-    tops = {name.split("/")[0] for name in names}
+    tops = {name.split("/", 1)[0] for name in names}
     allowed = {"labels.csv"} | ({f"{tops.pop()}/labels.csv"} if len(tops) == 1 else set())
     return next((name for name in names if name in allowed), None)
 
 
-def _entries_from_folders(names: list[str], where: str) -> list[tuple[str, str]]:
-    """(member, label) of each image, labelled by its class folder; deeper sub-folders belong to it."""
-    images = [name for name in names if _is_image_name(name)]
-    if not images:
+def _entries_from_folders(names: list[str], where: str) -> tuple[np.ndarray, CodedLabels]:
+    """The positions in `names` of the images, and their labels: their class folders; deeper
+    sub-folders belong to them."""
+    images = np.fromiter((i for i, name in enumerate(names) if _is_image_name(name)), dtype=np.int64)
+    if not len(images):
         raise DatasetError(f"{where} holds no images (and no labels.csv)")
-    parts = [name.split("/") for name in images]
-    strip = len({p[0] for p in parts}) == 1 and all(len(p) >= 3 for p in parts)
-    entries = []
-    for name, pieces in zip(images, parts, strict=True):
-        pieces = pieces[1:] if strip else pieces
+    tops = {names[i].split("/", 1)[0] for i in images.tolist()}
+    strip = len(tops) == 1 and all(names[i].count("/") >= 2 for i in images.tolist())
+    folders: dict[str, int] = {}
+    codes = np.empty(len(images), dtype=np.int64)
+    for k, i in enumerate(images.tolist()):
+        pieces = names[i].split("/", 2 if strip else 1)
         if len(pieces) < 2:
             raise DatasetError(
-                f"{where}: image {name!r} is not inside a class folder; expected "
+                f"{where}: image {names[i]!r} is not inside a class folder; expected "
                 "class_name/image.png (ImageFolder layout) or a labels.csv"
             )
-        entries.append((name, pieces[0]))
-    return entries
+        codes[k] = folders.setdefault(pieces[1 if strip else 0], len(folders))
+    return images, CodedLabels(codes, list(folders))
 
 
-def _entries_from_labels_csv(archive: zipfile.ZipFile, files: dict, labels_csv: str, where: str):
-    """(member, label) of each row of `labels_csv`, whose paths are relative to it, and its flags."""
+def _entries_from_labels_csv(archive: ZipIndex, names: list[str], files: np.ndarray, labels_csv: str, where: str):
+    """The positions in `names` of the rows of `labels_csv` (whose paths are relative to it), their
+    labels and their flags."""
     place = f"{where}:{labels_csv}"
-    data = read_member(archive, files[labels_csv], where, max_bytes=MAX_LABELS_CSV_BYTES, what="labels file")
+    position = {name: k for k, name in enumerate(names)}
+    data = archive.read(int(files[position[labels_csv]]), where, max_bytes=MAX_LABELS_CSV_BYTES, what="labels file")
     frame = read_csv(io.BytesIO(data), place, dtype=str, keep_default_na=False)
     frame.columns = [str(column).strip() for column in frame.columns]
     require_columns(frame, ("file", "label"), place)
     base = posixpath.dirname(labels_csv)
-    entries, seen = [], set()
-    for row, (file, label) in enumerate(zip(frame["file"], frame["label"], strict=True), start=1):
-        member = _resolve_member(file, base, files, f"{place} row {row}")
+    members, seen = [], set()
+    for row, file in enumerate(frame["file"], start=1):
+        member = _resolve_member(file, base, position, f"{place} row {row}")
         if member in seen:
             raise DatasetError(f"{place} row {row}: file {file!r} is listed twice")
         seen.add(member)
-        entries.append((member, label))
+        members.append(position[member])
     flags = parse_flags(frame["is_mislabeled"].to_numpy(), place) if "is_mislabeled" in frame else None
-    return entries, flags
+    return np.array(members, dtype=np.int64), list(frame["label"]), flags
 
 
-def _resolve_member(file, base: str, files: dict, where: str) -> str:
+def _resolve_member(file, base: str, files, where: str) -> str:
     text = "" if pd.isna(file) else str(file).strip()
     if not text:
         raise DatasetError(f"{where}: empty file name")
@@ -118,17 +138,19 @@ def _resolve_member(file, base: str, files: dict, where: str) -> str:
     raise DatasetError(f"{where}: file {text!r} is not in the archive")
 
 
-def _decode_images(archive: zipfile.ZipFile, infos, where: str, source: FileSource) -> np.ndarray:
+def _decode_images(archive: ZipIndex, members: np.ndarray, where: str, source: FileSource) -> np.ndarray:
     """The members' images; each one's size is read from its header, so that the budgets (one
     image's pixels, `max_pixels` and, when they are held in memory, the decoded bytes of all of
     them) stop the load before an image over them is decoded."""
     budget = ImageBudget(where, source)
 
     def opened(i: int) -> tuple[Image.Image, str]:
-        place = f"{where}:{infos[i].filename}"
-        return open_image(read_member(archive, infos[i], where), place), place
+        member = int(members[i])
+        place = f"{where}:{archive.names[member]}"
+        return open_image(archive.read(member, where), place), place
 
     def check(i: int, image: Image.Image) -> None:
-        budget.check(image, f"{where}:{infos[i].filename}", repr(infos[i].filename))
+        name = archive.names[int(members[i])]
+        budget.check(image, f"{where}:{name}", repr(name))
 
-    return decode_all(len(infos), opened, source, check)
+    return decode_all(len(members), opened, source, check)

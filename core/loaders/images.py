@@ -79,15 +79,15 @@ def decode_all(
     as uint8 [N, C, H, W] in the source's sink: a first pass reads every header (`check(i, image)`
     enforces the budgets before anything is decoded) and fixes the layout, a second decodes one
     image at a time into the sink. The progress: 10% the headers, 90% the decoding."""
-    headers = []
+    headers = HeaderTally()
     for i in range(count):
         if i % 256 == 0:
             source.progress(i, 10 * count)
         image, _ = opened(i)
         check(i, image)
-        headers.append((image.mode, upright_size(image)))
+        headers.add(image.mode, upright_size(image))
         image.close()
-    layout = image_layout(headers, source.image_size)
+    layout = headers.layout(source.image_size)
     sink = (source.sink or memory_sink)((count, *layout.shape), np.dtype(np.uint8))
     try:
         for i in range(count):
@@ -139,12 +139,31 @@ class ImageLayout:
         return pixels[None] if self.gray else pixels.transpose(2, 0, 1)
 
 
+class HeaderTally:
+    """What the layout of images needs of their headers, counted as they are read (not a record
+    per image): whether all are grayscale, and how many have each size."""
+
+    def __init__(self) -> None:
+        self.gray = True
+        self.sizes: Counter[tuple[int, int]] = Counter()
+
+    def add(self, mode: str, size: tuple[int, int]) -> None:
+        self.gray = self.gray and mode in GRAYSCALE_MODES
+        self.sizes[size] += 1
+
+    def layout(self, image_size: int | None) -> ImageLayout:
+        """`image_size` squared, or by default the most common size (the first seen of equally
+        common ones) with its longer side capped at 224; grayscale when every image is."""
+        width, height = (image_size, image_size) if image_size else _default_size(self.sizes)
+        return ImageLayout(self.gray, width, height)
+
+
 def image_layout(headers: list[tuple[str, tuple[int, int]]], image_size: int | None) -> ImageLayout:
-    """The layout of images known by their headers, (mode, (width, height)) each: `image_size`
-    squared, or by default the most common size with its longer side capped at 224."""
-    gray = all(mode in GRAYSCALE_MODES for mode, _ in headers)
-    width, height = (image_size, image_size) if image_size else _default_size([size for _, size in headers])
-    return ImageLayout(gray, width, height)
+    """The layout of images known by their headers, (mode, (width, height)) each (`HeaderTally.layout`)."""
+    tally = HeaderTally()
+    for mode, size in headers:
+        tally.add(mode, size)
+    return tally.layout(image_size)
 
 
 def _to_gray(image: Image.Image) -> Image.Image:
@@ -156,8 +175,8 @@ def _to_gray(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
 
 
-def _default_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
-    width, height = Counter(sizes).most_common(1)[0][0]
+def _default_size(sizes: Counter[tuple[int, int]]) -> tuple[int, int]:
+    width, height = sizes.most_common(1)[0][0]
     longest = max(width, height)
     if longest <= MAX_DEFAULT_IMAGE_SIDE:
         return width, height

@@ -13,7 +13,7 @@ from core.loaders.builtin_datasets import load_digits, load_fashion_mnist
 from core.loaders.hf_parquet import is_hf_image_parquet, is_saved_dataset, load_hf_parquet, load_saved_dataset_zip
 from core.loaders.image_zip import load_image_zip
 from core.loaders.npz import load_npz
-from core.loaders.safe_zip import open_zip
+from core.loaders.safe_zip import open_zip_index
 from core.loaders.source import FileSource
 from core.loaders.tabular import load_csv, load_parquet, load_tsv
 from core.loaders.timeseries import TIMESERIES_SUFFIXES, requested_modality
@@ -26,10 +26,18 @@ DIRECTORY_BUILTINS = ("fashion-mnist",)
 
 
 def _load_zip(source: FileSource) -> AuditDataset:
-    """A zipped `datasets` save_to_disk folder, else a zip of images."""
-    with open_zip(source.path) as archive:
-        names = [info.filename for info in archive.infolist()]
-    return (load_saved_dataset_zip if is_saved_dataset(names) else load_image_zip)(source)
+    """A zipped `datasets` save_to_disk folder, else a zip of images (its member list, parsed
+    once, handed to the image loader)."""
+    archive = open_zip_index(source.path)
+    try:
+        saved = is_saved_dataset(archive.names)
+    except BaseException:
+        archive.close()
+        raise
+    if saved:
+        archive.close()
+        return load_saved_dataset_zip(source)
+    return load_image_zip(source, archive)
 
 
 def _load_any_parquet(source: FileSource) -> AuditDataset:
@@ -93,9 +101,9 @@ def _sniff_format(path: Path, suffix: str) -> str:
     with path.open("rb") as handle:
         magic = handle.read(8)
     if magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        with open_zip(path) as archive:
-            names = [info.filename for info in archive.infolist()]
-        return ".npz" if names and all(n.endswith(".npy") for n in names) else ".zip"
+        with open_zip_index(path) as archive:
+            names = archive.names
+            return ".npz" if names and all(n.endswith(".npy") for n in names) else ".zip"
     if magic.startswith(b"PAR1"):
         return ".parquet"
     if magic.startswith(b"\x93NUMPY"):

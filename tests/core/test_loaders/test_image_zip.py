@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 import pytest
@@ -112,3 +113,19 @@ def test_single_class_zip(tmp_path, png_bytes, make_zip):
 def test_zip_without_images(tmp_path, make_zip):
     with pytest.raises(DatasetError, match="no images"):
         load_dataset(make_zip(tmp_path / "empty.zip", {"readme.txt": b"hi"}))
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_duplicate_names_junk_and_folder_labels_read_as_zipfile_lists_them(tmp_path, png_bytes):
+    path = tmp_path / "odd.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in [("dog/b.png", 10), ("cat/a.png", 20), ("cat/a.png", 30), ("dog /c.png", 40)]:
+            archive.writestr(name, png_bytes(value=value))
+        for junk in ("__MACOSX/cat/._a.png", "cat/.hidden.png", "cat/Thumbs.db", "cat/notes.txt", "cat/"):
+            archive.writestr(junk, b"not an image")
+    data = load_dataset(path)
+    # sorted by name; of the two cat/a.png, the last; "dog " is the class "dog"
+    assert data.sample_ids == ["cat/a.png", "dog /c.png", "dog/b.png"]
+    assert data.x[:, 0, 0, 0].tolist() == [30, 40, 10]
+    assert data.class_names == ["cat", "dog"] and data.y.tolist() == [0, 1, 1]
+    assert data.meta["skipped_members"] == ["cat/notes.txt"]
