@@ -1,11 +1,13 @@
 """CSV, TSV and Parquet tables: one row per sample with a ``label`` column, optional
-``sample_id`` and ``is_mislabeled`` columns, every other column a numeric feature."""
+``sample_id`` and ``is_mislabeled`` columns, every other column a numeric feature; and a table
+file's feature values as uploaded, read back a chunk of rows at a time (`UploadedValues`)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,9 @@ from core.loaders.limits import MAX_PARQUET_BYTES, MAX_TABLE_BYTES
 from core.loaders.source import FileSource
 from core.loaders.timeseries import as_requested
 from core.loaders.validation import as_text, float_features, make_dataset, parse_flags
+
+TABLE_COLUMNS = ("label", "sample_id", "is_mislabeled")  # every other column is a feature
+VALUE_CHUNK_CELLS = 2**16  # uploaded feature values read back at a time
 
 
 def load_csv(source: FileSource) -> AuditDataset:
@@ -94,7 +99,7 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], where: str) -> 
 
 
 def _table_features(frame: pd.DataFrame, where: str) -> np.ndarray:
-    columns = [c for c in frame.columns if c not in ("label", "sample_id", "is_mislabeled")]
+    columns = [c for c in frame.columns if c not in TABLE_COLUMNS]
     if not columns:
         raise DatasetError(f"{where} has no feature columns besides label")
     text = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -121,3 +126,50 @@ def _content_ids(features: np.ndarray) -> list[str]:
         ids.append(digest if seen[digest] == 0 else f"{digest}-{seen[digest]}")
         seen[digest] += 1
     return ids
+
+
+@dataclass(frozen=True)
+class UploadedValues:
+    """A table file's feature columns (`feature_names`, as the loader names them) and its rows'
+    feature values as uploaded: text for CSV and TSV, read with every value a string so that they
+    are written back digit for digit; the values pandas reads for Parquet."""
+
+    path: Path
+    file_format: str  # "csv", "tsv" or "parquet"
+    feature_names: list[str]
+    positions: list[int]  # the feature columns' positions among the columns read
+    chunk_rows: int
+
+    def chunks(self) -> Iterator[list[list]]:
+        """The rows' values (one list a row, in file order), a chunk of rows at a time."""
+        if self.file_format == "parquet":
+            with pq.ParquetFile(self.path) as table:
+                columns = [table.schema_arrow.names[i] for i in self.positions]
+                for batch in table.iter_batches(batch_size=self.chunk_rows, columns=columns):
+                    yield batch.to_pandas().to_numpy(dtype=object).tolist()
+            return
+        with pd.read_csv(self.path, **_text_options(self.file_format), chunksize=self.chunk_rows) as reader:
+            for frame in reader:
+                yield frame.iloc[:, self.positions].to_numpy(dtype=object).tolist()
+
+
+def uploaded_values(path: Path, file_format: str, chunk_cells: int | None = None) -> UploadedValues:
+    """The uploaded table at `path` (its header read now: `DatasetError` when it cannot be read),
+    read back `chunk_cells` values (default `VALUE_CHUNK_CELLS`) at a time."""
+    try:
+        if file_format == "parquet":
+            schema = pq.read_schema(path)
+            index = {name for name in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(name, str)}
+            columns = [name if name not in index else None for name in schema.names]
+        else:
+            columns = list(pd.read_csv(path, **_text_options(file_format), nrows=0).columns)
+    except (pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DatasetError(f"{path.name} cannot be read again: {exc}") from None
+    positions = [i for i, name in enumerate(columns) if name is not None and str(name).strip() not in TABLE_COLUMNS]
+    names = [str(columns[i]).strip() for i in positions]
+    chunk_rows = max(1, (chunk_cells or VALUE_CHUNK_CELLS) // max(1, len(positions)))
+    return UploadedValues(path, file_format, names, positions, chunk_rows)
+
+
+def _text_options(file_format: str) -> dict:
+    return {"sep": "\t" if file_format == "tsv" else ",", "dtype": str, "keep_default_na": False}
