@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         return self.data_dir / "samples"
 
     @property
+    def backbone_dir(self) -> Path:
+        """Embeddings mode's backbone weights, put there by the operator (`core.services.backbones`)."""
+        return self.data_dir / "backbones"
+
+    @property
     def job_dir(self) -> Path:
         """Per-job artifacts: checkpoints and the trained model."""
         return self.data_dir / "jobs"

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import AuditQueueDep, CurrentOwner, SessionDep
+from api.deps import AuditQueueDep, CurrentOwner, SessionDep, SettingsDep
 from api.presenters import job_public
 from api.schemas import ErrorPublic, JobCreate, JobPublic
 from api.schemas.common import DbId
 from core.services import jobs
 from core.services.audit_options import audit_config
+from core.services.backbones import with_backbone_weights
 from core.statuses import JobStatus
 
 
@@ -33,9 +34,12 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=job_lookup_errors("j
     status_code=201,
     responses={503: {"model": ErrorPublic, "description": "the broker is down; the job is stored as failed"}},
 )
-def submit_audit(body: JobCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep) -> JobPublic:
+def submit_audit(
+    body: JobCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep, settings: SettingsDep
+) -> JobPublic:
     """Queue an audit of a dataset version (the latest by default)."""
-    job = jobs.create_job(session, owner.id, body.dataset_id, body.version, audit_config(body.training_options()))
+    config = with_backbone_weights(audit_config(body.training_options()), settings)
+    job = jobs.create_job(session, owner.id, body.dataset_id, body.version, config)
     audit_queue.submit(session, job)
     return job_public(job)
 

@@ -21,6 +21,7 @@ from api.schemas.common import DbId
 from core.services import jobs, reaudits, schedules
 from core.services.artifacts import job_artifacts
 from core.services.audit_options import audit_config
+from core.services.backbones import with_backbone_weights
 
 router = APIRouter(
     tags=["re-audits"],
@@ -33,7 +34,9 @@ router = APIRouter(
 
 
 @router.put("/datasets/{dataset_id}/schedule")
-def set_schedule(dataset_id: DbId, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep) -> SchedulePublic:
+def set_schedule(
+    dataset_id: DbId, body: ScheduleCreate, owner: CurrentOwner, session: SessionDep, settings: SettingsDep
+) -> SchedulePublic:
     """Re-audit the dataset on a schedule: a cron expression (UTC) or an interval. Each run
     audits the latest version, unless it is audited already. Training options left out of `audit`
     are those of the dataset's newest succeeded job. Takes effect without a restart."""
@@ -44,7 +47,7 @@ def set_schedule(dataset_id: DbId, body: ScheduleCreate, owner: CurrentOwner, se
         dataset_id,
         cron=body.cron,
         interval_seconds=body.interval_seconds,
-        config=audit_config(body.audit.training_options(), based_on=base),
+        config=with_backbone_weights(audit_config(body.audit.training_options(), based_on=base), settings),
         warm_start=body.warm_start,
         enabled=body.enabled,
     )
@@ -67,7 +70,8 @@ def delete_schedule(dataset_id: DbId, owner: CurrentOwner, session: SessionDep) 
     responses={503: {"model": ErrorPublic, "description": "the broker is down; the job is stored as failed"}},
 )
 def start_reaudit(
-    dataset_id: DbId, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep
+    dataset_id: DbId, body: ReauditCreate, owner: CurrentOwner, session: SessionDep, audit_queue: AuditQueueDep,
+    settings: SettingsDep,
 ) -> ReauditPublic:
     """Re-audit the dataset's latest version now, compared with its newest succeeded job, whose
     configuration it reuses for the training options `audit` leaves out. Skipped when nothing
@@ -75,7 +79,7 @@ def start_reaudit(
     the audit's trusted set (the job's `result.num_trusted` counts them)."""
     base = reaudits.base_config(session, owner.id, dataset_id)
     options = {} if body.audit is None else body.audit.training_options()
-    config = audit_config(options, based_on=base, trusted=body.use_verdicts_as_trusted)
+    config = with_backbone_weights(audit_config(options, based_on=base, trusted=body.use_verdicts_as_trusted), settings)
     started = reaudits.start_reaudit(
         session, owner.id, dataset_id, config, warm_start=body.warm_start, force=body.force,
         use_verdicts_as_trusted=body.use_verdicts_as_trusted,

@@ -16,6 +16,7 @@ from core.audit_config import (
     MAX_LR,
     MAX_META_BATCH_SIZE,
     MAX_SEED,
+    EMBEDDING_HEADS,
     AuditConfig,
     LilawConfig,
 )
@@ -64,10 +65,21 @@ class AuditSettings(Schema):
     clamp: bool = Field(False, description="keep alpha >= 1 and beta <= delta <= alpha after every meta step")
     pretrained: bool = Field(False, description="timm backbones: start from pretrained weights in the worker's cache")
     image_size: int | None = Field(None, ge=1, le=MAX_IMAGE_SIZE, description="resize images to this size inside the model")
+    embeddings: str | None = Field(
+        None, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
+        description="embeddings mode (images): this timm backbone, frozen, with the weights the operator put in "
+        "the data dir's backbones folder, computes each image's features once (cached per version); "
+        "embeddings_head trains on them. Leave model and pretrained unset",
+        examples=["resnet18"],
+    )  # fmt: skip
+    embeddings_head: Literal[EMBEDDING_HEADS] = Field("linear", description="what embeddings mode trains: linear or mlp")
 
     def training_options(self) -> dict[str, Any]:
-        """The options the request names (see `core.services.audit_options`)."""
-        return self.model_dump(include=set(AuditSettings.model_fields), exclude_unset=True)
+        """The options the request names, by their `AuditConfig` names (see `core.services.audit_options`)."""
+        options = self.model_dump(include=set(AuditSettings.model_fields), exclude_unset=True)
+        if "embeddings" in options:
+            options["embeddings_backbone"] = options.pop("embeddings")
+        return options
 
 
 class JobCreate(AuditSettings):

@@ -24,11 +24,13 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 from core.audit import AuditConfig, AuditResult, NoisyLabels, run_audit
 from core.dataset import AuditDataset
 from core.dynamics import SPLIT_VAL, EpochDynamics
+from core.embeddings import embeddings_dir
 from core.engine import AuditCancelled, Progress
 from core.errors import AuditError, ConfigError, DatasetError
 from core.loaders import load_dataset
 from core.services import job_claims, reaudits, webhooks
 from core.services.artifacts import ClassProbabilities, JobArtifacts, job_artifacts
+from core.services.backbones import resolved_weights
 from core.services.blobs import dataset_source, version_file_errors
 from core.services.warm_start import warm_start
 from core.settings import Settings
@@ -87,7 +89,7 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         job = session.scalars(
             select(AuditJob).options(joinedload(AuditJob.dataset_version)).where(AuditJob.id == job_id)
         ).one()
-        config = _audit_config(job.config)
+        config = resolved_weights(_audit_config(job.config), settings)
         trusted = reaudits.job_trusted_set(job)  # reviewers' verdicts, with use_verdicts_as_trusted
         attempts = job_claims.attempts(job)
         recoveries = job_claims.recoveries(job)
@@ -120,6 +122,7 @@ def _run(sessions: Sessions, job_id: int, settings: Settings, heartbeat: job_cla
         on_noise=keep_noisy_labels,
         trusted=trusted,
         on_stage=lambda stage: _enter_stage(heartbeat, stage),
+        embeddings_dir=embeddings_dir(settings.data_dir),
     )
     _enter_stage(heartbeat, "storing the results")
     if result.final_probs is not None:  # before the model: readers that find the model find these

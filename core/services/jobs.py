@@ -26,6 +26,8 @@ def create_job(session: Session, owner_id: int, dataset_id: int, version: int | 
     require_ready(dataset_version)
     config.validate()
     check_model_name(config.model, dataset_version.modality)
+    if config.embeddings_backbone and dataset_version.modality != "image":
+        raise ConfigError(f"embeddings mode is for images; this version holds {dataset_version.modality} samples")
     job = AuditJob(
         owner_id=owner_id,
         dataset_version=dataset_version,
