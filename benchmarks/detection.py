@@ -64,7 +64,8 @@ CASES = {**LOW_NOISE_CASES, **HIGH_NOISE_CASES}
 KS = (50, 100)
 # Opt-in extras (--variants), reported as extra rows of the case table, never as baselines.
 # windows: aggregate after the warm-up epoch only, or over the second half of the epochs (alone,
-# and rank-averaged with the whole run's), or the last epoch's margin alone; epochs: W_α of single epochs (the paper's
+# and rank-averaged with the whole run's), or the last epoch's margin alone, or over epochs the
+# run picks from its val split's accuracy (`run_chosen_windows`); epochs: W_α of single epochs (the paper's
 # Table 16 reading); meta128: a whole extra LiLAW run with a 128-sample meta batch.
 # The item-3 variants (issue 10), each a whole extra LiLAW run scored by its aum, except rankmix:
 # detached: W detached from the graph (LilawConfig.detach_weights); warmup3: the weighting starts
@@ -200,6 +201,7 @@ def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLa
             scores[label] = calibrate_within_groups(window, split_groups(audit.history, first))[name]
         late = scores["aum, second half of the epochs"]
         scores["rank mean: aum + aum second half"] = rank_mean(audit.scores["aum"], late)
+        scores.update(run_chosen_windows(audit.history, audit.dataset.y, len(audit.dataset.class_names)))
     if "epochs" in args.variants:
         for epoch in sorted({min(3, config.epochs), config.epochs}):
             scores[f"w_alpha epoch {epoch}"] = epoch_scores(audit.history, epoch)["w_alpha"]
@@ -243,6 +245,23 @@ VARIANT_RUNS = (
     ("rotate", {}, {"val_split": "rotate"}),
     ("rotate-metalr0.5", {"lr": 0.5}, {"val_split": "rotate"}),
 )
+
+
+def run_chosen_windows(history, labels: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """aum over epochs that the run picks from its own held-out split, nothing else: each epoch's
+    accuracy on the val split's (noisy) labels either weights its margins (above chance), or starts
+    the window at the first epoch within 90% of the best. A better-trained epoch should rank better."""
+    val = history.split == SPLIT_VAL
+    accuracy = (history.predicted[:, val] == labels[val]).mean(axis=1)
+    weights = np.clip(accuracy - 1.0 / num_classes, 0.0, None)
+    weights = weights if weights.sum() > 0 else np.ones_like(weights)
+    first = int(np.argmax(accuracy >= 0.9 * accuracy.max()))
+    margins = {
+        "aum, epochs weighted by val accuracy": -(weights[:, None] * history.margin).sum(axis=0) / weights.sum(),
+        "aum from the epoch val accuracy is 90% of its best": -history.margin[first:].mean(axis=0),
+    }
+    groups = split_groups(history)
+    return {name: calibrate_within_groups({"aum": score}, groups)["aum"] for name, score in margins.items()}
 
 
 def plain_phase_aum(history, warmup_epochs: int) -> np.ndarray:
