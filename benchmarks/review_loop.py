@@ -19,6 +19,9 @@ re-audit, made in one of three ways:
 - fbr-trusted: the same trusted set as Feature-Based Reweighting's clean subset
   (`weighting="fbr"`), ranked by the run's default score; the table also gives what its
   `fbr_agreement` score would have put in the same round's top list.
+- relabel: the re-audit trains on the corrected labels (what re-auditing a version made by
+  `POST /datasets/{id}/versions/relabel` does), with the usual random meta-validation split.
+- relabel-trusted: the corrected labels, and the reviewed samples as the trusted set too.
 
 Per round: precision@k of the round's reviewed list (the share of real errors among them) and
 the errors left unfound after the round.
@@ -39,7 +42,8 @@ import numpy as np
 from core.audit import AuditConfig, NoisyLabels, prepare_dataset, run_audit
 from core.loaders import load_dataset
 
-CONDITIONS = ("ignore", "lilaw-trusted", "fbr-trusted")
+CONDITIONS = ("ignore", "lilaw-trusted", "fbr-trusted", "relabel", "relabel-trusted")
+TRUSTED_CONDITIONS = ("lilaw-trusted", "fbr-trusted", "relabel-trusted")
 
 
 def log(message: str) -> None:
@@ -66,6 +70,14 @@ def review(chosen: np.ndarray, noisy: NoisyLabels, trusted: dict[int, int]) -> i
     return int(noisy.is_mislabeled[chosen].sum())
 
 
+def corrected(noisy: NoisyLabels, trusted: dict[int, int]) -> NoisyLabels:
+    """The labels after the reviewers' relabels: each reviewed sample carries its verdict's label."""
+    labels = noisy.labels.copy()
+    reviewed = np.fromiter(trusted, dtype=np.int64, count=len(trusted))
+    labels[reviewed] = np.fromiter(trusted.values(), dtype=np.int64, count=len(trusted))
+    return NoisyLabels(labels, labels != noisy.true_labels, noisy.true_labels)
+
+
 def run_loop(condition: str, first_rank: np.ndarray, noisy: NoisyLabels, dataset, config: AuditConfig,
              args) -> dict:
     flips = int(noisy.is_mislabeled.sum())
@@ -77,7 +89,9 @@ def run_loop(condition: str, first_rank: np.ndarray, noisy: NoisyLabels, dataset
         if round_number > 1 and condition != "ignore":
             run_config = replace(config, weighting="fbr") if condition == "fbr-trusted" else config
             started = time.perf_counter()
-            result = run_audit(dataset, run_config, noisy_labels=noisy, trusted=dict(trusted))
+            labels = corrected(noisy, trusted) if condition.startswith("relabel") else noisy
+            verdicts = dict(trusted) if condition in TRUSTED_CONDITIONS else None
+            result = run_audit(dataset, run_config, noisy_labels=labels, trusted=verdicts)
             entry["audit_seconds"] = round(time.perf_counter() - started, 1)
             rank = result.rank
             if "fbr_agreement" in result.scores or result.fbr is not None:
