@@ -112,7 +112,10 @@ def load_image(image: Image.Image, where: str) -> Image.Image:
 
 def stack_images(images: list[Image.Image], image_size: int | None) -> np.ndarray:
     """One array of all images: L when every one is grayscale, else RGB, resized to one size."""
-    layout = image_layout([(image.mode, image.size) for image in images], image_size)
+    headers = HeaderTally()
+    for image in images:
+        headers.add(image.mode, image.size)
+    layout = headers.layout(image_size)
     x = np.empty((len(images), *layout.shape), dtype=np.uint8)
     for i, image in enumerate(images):
         x[i] = layout.pixels(image)
@@ -156,14 +159,6 @@ class HeaderTally:
         common ones) with its longer side capped at 224; grayscale when every image is."""
         width, height = (image_size, image_size) if image_size else _default_size(self.sizes)
         return ImageLayout(self.gray, width, height)
-
-
-def image_layout(headers: list[tuple[str, tuple[int, int]]], image_size: int | None) -> ImageLayout:
-    """The layout of images known by their headers, (mode, (width, height)) each (`HeaderTally.layout`)."""
-    tally = HeaderTally()
-    for mode, size in headers:
-        tally.add(mode, size)
-    return tally.layout(image_size)
 
 
 def _to_gray(image: Image.Image) -> Image.Image:

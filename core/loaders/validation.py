@@ -82,10 +82,10 @@ class CodedLabels:
 
 
 def _encode_label_codes(labels: CodedLabels, where: str) -> tuple[np.ndarray, list[str]]:
-    codes, texts = labels.codes, []
-    for code, value in enumerate(labels.values):
-        row = int(np.argmax(codes == code)) + 1
-        texts.append(as_text(value, f"{where} data row {row}", "label"))
+    codes = labels.codes
+    first_rows = np.unique(codes, return_index=True)[1] + 1  # each value's first data row, by code
+    rows = zip(labels.values, first_rows.tolist(), strict=True)
+    texts = [as_text(value, f"{where} data row {row}", "label") for value, row in rows]
     names = sorted(set(texts), key=_label_sort_key)
     check_class_count(names, where)
     index = {name: i for i, name in enumerate(names)}
