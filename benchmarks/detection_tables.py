@@ -72,7 +72,7 @@ def summarize_case(case: dict) -> dict:
         }
     lilaw = [s["seconds"]["lilaw"] for s in seeds]
     folds = [s["seconds"]["cross_fit"] for s in seeds]
-    return {"metrics": rows, "compute_ratio": float(np.sum(lilaw) / np.sum(folds))}
+    return {"metrics": rows, "compute_ratio": float(np.sum(lilaw) / np.sum(folds)) if np.sum(folds) else None}
 
 
 def _verdict(row: dict) -> str:
@@ -93,7 +93,7 @@ def print_case(case: dict) -> None:
     times = {k: [s["seconds"][k] for s in seeds] for k in ("noise", "lilaw", "plain", "cross_fit")}
     print(f"Per seed: LiLAW run {seconds(times['lilaw'])}; plain run {seconds(times['plain'])}; "
           f"{case['folds']}-fold cross-fitting {seconds(times['cross_fit'])}; LiLAW run / {case['folds']}-fold "
-          f"= {case['summary']['compute_ratio']:.2f}x (noise draw {seconds(times['noise'])}, not counted).")
+          f"= {_ratio(case)} (noise draw {seconds(times['noise'])}, not counted).")
     tops = [(s["test_top1"], s["plain_test_top1"]) for s in seeds]
     if tops[0][0] is not None:
         print(f"Test top-1: LiLAW run {fmt([t[0] for t in tops])}, plain run {fmt([t[1] for t in tops])}.")
@@ -109,7 +109,7 @@ def print_case(case: dict) -> None:
         print(f"| {label} | " + " | ".join(fmt(per_score(seeds, name, key)) for key, _ in METRICS) + " |")
 
     print(f"\nSummary, {case['case']}: the default against the strongest baseline on each metric "
-          f"(Δ = default − baseline, paired by seed; compute ratio {case['summary']['compute_ratio']:.2f}x)\n")
+          f"(Δ = default − baseline, paired by seed; compute ratio {_ratio(case)})\n")
     print("| metric | default | strongest baseline | baseline | Δ | verdict |")
     print("|---|---:|---|---:|---:|---|")
     for key, head in METRICS:
@@ -126,6 +126,11 @@ def print_case(case: dict) -> None:
         fmt([s["val_precision"][key] for s in seeds]) for key, _ in SPLIT_SHARES[:3]) + " | | |")
     print("| precision, train only | " + " | ".join(
         fmt([s["train_precision"][key] for s in seeds]) for key, _ in SPLIT_SHARES[:3]) + " | | |")
+
+
+def _ratio(case: dict) -> str:
+    ratio = case["summary"]["compute_ratio"]
+    return "–" if ratio is None else f"{ratio:.2f}x"
 
 
 def _pair(value: tuple, signed: bool = False) -> str:
@@ -150,7 +155,7 @@ def print_overall(cases: list[dict]) -> None:
             mark = "win" if row["seeds_won"] == row["num_seeds"] else (
                 "loss" if row["seeds_lost"] == row["num_seeds"] else "mixed")
             cells.append(f"{ours:.3f} vs {theirs:.3f} ({mark})")
-        print(f"| {case['case']} | " + " | ".join(cells) + f" | {case['summary']['compute_ratio']:.2f}x |")
+        print(f"| {case['case']} | " + " | ".join(cells) + f" | {_ratio(case)} |")
 
 
 def print_tuning(result: dict) -> None:
@@ -216,4 +221,4 @@ def print_variant_comparison(cases: list[dict]) -> None:
         label = f"**{name}** (default)" if name == cases[0]["default_label"] else name
         print(f"| {label}{' [baseline]' if name in baselines else ''} | " + " | ".join(cells) + f" | {margins[0]} | {margins[1]} |")
     print("\nCompute per seed (LiLAW run / K-fold): " + "; ".join(
-        f"{c['case']} {c['summary']['compute_ratio']:.2f}x" for c in cases) + ".")
+        f"{c['case']} {_ratio(c)}" for c in cases) + ".")
