@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # version whose heartbeat is older is sent again once by the ingest reaper, which runs every
     # third of it, then failed (`core.services.ingest_reaper`).
     ingest_stale_s: int = Field(default=120, ge=3)
+    # A queued job, or an ingest that has not started, still waiting after `resend_waiting_after_s`
+    # has its task sent once more by the reapers: a broker that restarts without persistence (a
+    # Redis with no AOF) loses the messages it held. A copy of a message that was only waiting
+    # finds its job claimed or its ingest done, and does nothing.
+    resend_waiting_after_s: int = Field(default=900, ge=3)
     # How often beat looks for due re-audit schedules and webhook deliveries to retry.
     schedule_tick_s: int = 60
     # Webhooks may call loopback, private and link-local addresses (a receiver on this host or the

@@ -66,8 +66,12 @@ def ingest_version(self: IngestTask, version_id: int) -> str | None:
     """Read an uploaded file into its ingesting dataset version (`core.services.ingest`), beating
     while it runs: a lost worker's ingest is found by `reap_lost_ingests`."""
     settings = get_settings()
-    with ingest_reaper.IngestHeartbeat(settings, version_id):
-        status = ingest.run_ingest(job_sessions(), version_id, settings)
+    try:
+        with ingest_reaper.IngestHeartbeat(settings, version_id):
+            status = ingest.run_ingest(job_sessions(), version_id, settings)
+    except ingest_reaper.IngestRunningElsewhere:  # a copy of the task, sent by the reaper
+        logger.info("ingest of dataset version %s is running in another task; this copy does nothing", version_id)
+        return ingest.INGESTING
     if status == ingest.READY:  # the review queue's thumbnails, rendered here, not in a request
         previews.render_stored(job_sessions(), version_id, settings)
     return status

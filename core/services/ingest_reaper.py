@@ -19,9 +19,14 @@ and Redis only after its visibility timeout, which outlasts the longest job (abo
   (`ingest.fail_ingest`: the version removed, its blob too unless another version refers to it,
   the dataset 'failed' with the message).
 - A version with no heartbeat has not started: its message waits in the ingest queue, where the
-  ingest worker takes one upload at a time, for as long as the uploads before it take. It is left
-  alone; progress (`ingest_percent`) cannot tell such a wait from a lost worker, nor a live worker
-  storing a million sample rows, which reports no percent while it does.
+  ingest worker takes one upload at a time, for as long as the uploads before it take; or the
+  broker lost it (a Redis restarted without persistence). One still waiting
+  `settings.resend_waiting_after_s` after its upload has its task sent once more, with the
+  `.requeued` mark. Progress (`ingest_percent`) cannot tell a wait from a lost message, nor a
+  live worker storing a million sample rows, which reports no percent while it does.
+- So a version's task may arrive twice. The heartbeat file is also the run's claim: a run creates
+  it exclusively, and one that finds it fresh leaves the ingest to the run that beats
+  (`IngestRunningElsewhere`); a copy that arrives after the run finds the version ready.
 
 The heartbeat is a file, not a column: the data dir is shared by the API and every worker already
 (blobs, shards), it needs no schema change, and a beat never waits on the ingest's own long
@@ -35,6 +40,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -42,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.services import ingest
 from core.settings import Settings
-from core.store.models import DatasetVersion
+from core.store.models import DatasetVersion, utcnow
 
 LOST_MESSAGE = "the ingest stopped: its worker was lost; upload the file again"
 HEARTBEAT_DIR = "ingest-heartbeats"
@@ -65,19 +71,32 @@ def requeued_path(settings: Settings, version_id: int) -> Path:
     return heartbeat_dir(settings) / f"{int(version_id)}{REQUEUED_SUFFIX}"
 
 
+class IngestRunningElsewhere(Exception):
+    """Another run of the version's ingest holds its heartbeat (a copy of its task arrived)."""
+
+
 class IngestHeartbeat:
-    """Keeps the version's heartbeat file fresh while the ingest inside the `with` block runs;
-    removes it, and the reaper's mark, when the block ends without an exception."""
+    """Claims the version's ingest and keeps its heartbeat file fresh while the ingest inside the
+    `with` block runs; removes it, and the reaper's mark, when the block ends without an exception.
+    Entering raises `IngestRunningElsewhere` while another run's heartbeat is fresh; a stale one
+    (its run is gone) is taken over."""
 
     def __init__(self, settings: Settings, version_id: int):
         self.path = heartbeat_path(settings, version_id)
         self.requeued = requeued_path(settings, version_id)
         self.interval_s = settings.ingest_stale_s / 6
+        self.stale_s = settings.ingest_stale_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-ingest-{version_id}", daemon=True)
 
     def __enter__(self) -> IngestHeartbeat:
-        self.touch()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            if not _modified_before(self.path, time.time() - self.stale_s):
+                raise IngestRunningElsewhere(f"the ingest of dataset version {self.path.name} is running") from None
+            self.touch()
         self._thread.start()
         return self
 
@@ -103,34 +122,37 @@ class IngestHeartbeat:
 def reap_lost_ingests(
     sessions: sessionmaker[Session], settings: Settings, requeue: Callable[[int], object]
 ) -> dict[str, list[int]]:
-    """Ingesting versions whose heartbeat is older than `settings.ingest_stale_s`: sent again once
-    (`requeue` sends the ingest task of a version id) while their blob is there, else failed with
-    `LOST_MESSAGE`. Returns the version ids of each outcome. The heartbeats and marks of versions
-    no longer ingesting are removed once stale themselves."""
+    """Ingesting versions whose heartbeat is older than `settings.ingest_stale_s`, or that have not
+    started `settings.resend_waiting_after_s` after their upload: sent again once (`requeue` sends
+    the ingest task of a version id) while their blob is there; a lost run's version sent before,
+    or with its file gone, is failed with `LOST_MESSAGE`. Returns the version ids of each outcome.
+    The heartbeats and marks of versions no longer ingesting are removed once stale themselves."""
     with sessions() as session:
-        ingesting = dict(
-            session.execute(
-                select(DatasetVersion.id, DatasetVersion.blob_uri).where(DatasetVersion.status == ingest.INGESTING)
-            ).all()
-        )
+        rows = session.execute(
+            select(DatasetVersion.id, DatasetVersion.blob_uri, DatasetVersion.created_at).where(
+                DatasetVersion.status == ingest.INGESTING
+            )
+        ).all()
+    ingesting = {version_id: blob_uri for version_id, blob_uri, _ in rows}
+    waited_since = {version_id: created_at for version_id, _, created_at in rows}
     stale_before = time.time() - settings.ingest_stale_s
+    uploaded_before = utcnow() - timedelta(seconds=settings.resend_waiting_after_s)
     _forget_settled(settings, set(ingesting), stale_before)
     reaped: dict[str, list[int]] = {"requeued": [], "failed": []}
     for version_id, blob_uri in ingesting.items():
         beat = heartbeat_path(settings, version_id)
-        if not _modified_before(beat, stale_before):
-            continue  # running, or not started yet
         mark = requeued_path(settings, version_id)
+        if not beat.exists():
+            waiting_long = waited_since[version_id] < uploaded_before and not mark.exists()
+            if waiting_long and (settings.data_dir / blob_uri).is_file():
+                _requeue(beat, mark, version_id, requeue, stale_before)
+                reaped["requeued"].append(version_id)
+            continue  # not started yet (its message waits, or was sent again)
+        if not _modified_before(beat, stale_before):
+            continue  # running
         if not mark.exists() and (settings.data_dir / blob_uri).is_file():
-            mark.touch()
             beat.unlink(missing_ok=True)
-            try:
-                requeue(version_id)
-            except BaseException:  # not sent: the next reap tries again
-                mark.unlink(missing_ok=True)
-                beat.touch()
-                os.utime(beat, (stale_before - 1, stale_before - 1))
-                raise
+            _requeue(beat, mark, version_id, requeue, stale_before, lost_beat=True)
             reaped["requeued"].append(version_id)
         else:
             ingest.fail_ingest(sessions, settings, version_id, LOST_MESSAGE)
@@ -140,6 +162,24 @@ def reap_lost_ingests(
     if reaped["requeued"] or reaped["failed"]:
         logger.warning("reaped lost ingests (dataset version ids): %s", reaped)
     return reaped
+
+
+def _requeue(
+    beat: Path, mark: Path, version_id: int, requeue: Callable[[int], object], stale_before: float,
+    lost_beat: bool = False,
+) -> None:
+    """Send the version's task again under the `.requeued` mark; a send the broker refuses
+    leaves things as they were (a lost run's stale beat put back), for the next reap to retry."""
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    try:
+        requeue(version_id)
+    except BaseException:
+        mark.unlink(missing_ok=True)
+        if lost_beat:
+            beat.touch()
+            os.utime(beat, (stale_before - 1, stale_before - 1))
+        raise
 
 
 def _forget_settled(settings: Settings, ingesting: set[int], stale_before: float) -> None:

@@ -17,6 +17,10 @@ execution, stops at the next check without touching the row again.
   again, up to `MAX_ATTEMPTS` claims; after that it is marked failed. The job shows it: its
   `result` holds `stage` (what the execution is doing, or "requeued: ..." after a reap) and
   `recoveries` (one line per lost worker), read by GET /jobs/{id}.
+- A queued job still waiting `settings.resend_waiting_after_s` after it was queued (or last
+  beat) has its task sent once more, once per attempt: a broker restarted without persistence
+  loses the messages it held. A copy of a message that was only waiting finds the job claimed,
+  or done, and does nothing.
 - An execution notices a cancel (or a takeover) within `CANCEL_CHECK_INTERVAL_S` of its next
   check (`Heartbeat.should_stop`), which the audit asks for at every training step, between and
   inside cross-fit folds and between the phases after training.
@@ -28,10 +32,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import AuditError
@@ -47,6 +51,8 @@ MAX_ATTEMPTS = 3
 CANCEL_CHECK_INTERVAL_S = 1.0
 STAGE = "stage"  # the keys of the job's `result` that tell how a running job is doing
 RECOVERIES = "recoveries"
+RESENT_IN_ATTEMPT = "resent_in_attempt"  # the attempt whose waiting message the reaper sent again
+QUEUED_AT = "queued_at"  # when the reaper put the job back in the queue, after its worker was lost
 
 Sessions = sessionmaker[Session]
 
@@ -219,9 +225,42 @@ def reap_stuck_jobs(sessions: Sessions, settings: Settings, requeue: Callable[[i
         reaped[outcome].append(job_id)
         if outcome == "failed":
             job_artifacts(settings, job).remove_checkpoint()
-    if candidates:
+    reaped["requeued"] += resend_waiting_jobs(sessions, settings, requeue)
+    if candidates or reaped["requeued"]:
         logger.warning("reaped stuck jobs: %s", reaped)
     return reaped
+
+
+def resend_waiting_jobs(sessions: Sessions, settings: Settings, requeue: Callable[[int], None]) -> list[int]:
+    """Send once more the task of each job queued for longer than `settings.resend_waiting_after_s`
+    (since it was created, or requeued after its worker was lost) that was not sent again in this
+    attempt; recorded in its `recoveries`. Returns their ids."""
+    queued_before = utcnow() - timedelta(seconds=settings.resend_waiting_after_s)
+    waiting = (AuditJob.status == JobStatus.QUEUED) & (AuditJob.created_at < queued_before)
+    with session_scope(sessions) as session:
+        rows = session.execute(select(AuditJob.id, AuditJob.result).where(waiting)).all()
+    resent = []
+    for job_id in [job_id for job_id, result in rows if _waiting_since_before(result, queued_before)]:
+        with session_scope(sessions) as session:
+            locked = select(AuditJob).where(AuditJob.id == job_id, waiting).with_for_update()
+            job = session.scalars(locked).one_or_none()
+            if job is None or not _waiting_since_before(job.result, queued_before):
+                continue
+            note = (f"still queued after {settings.resend_waiting_after_s} s (its message may have been lost); "
+                    f"sent again at {utcnow():%Y-%m-%d %H:%M:%S} UTC")
+            job.result = {**(job.result or {}), RESENT_IN_ATTEMPT: attempts(job), RECOVERIES: [*recoveries(job), note]}
+            requeue(job.id)  # before the commit, as `reap_stuck_jobs` sends
+        resent.append(job_id)
+    return resent
+
+
+def _waiting_since_before(result: dict | None, moment: datetime) -> bool:
+    """Whether a queued job with this `result` was queued before `moment` (its creation is, by
+    the query) and has not been sent again in this attempt."""
+    result = result or {}
+    if RESENT_IN_ATTEMPT in result and result[RESENT_IN_ATTEMPT] == int(result.get("attempts", 0)):
+        return False
+    return QUEUED_AT not in result or datetime.fromisoformat(result[QUEUED_AT]) < moment
 
 
 def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:
@@ -237,6 +276,7 @@ def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:
         **(job.result or {}),
         STAGE: f"requeued: {lost}; attempt {claims + 1} of {MAX_ATTEMPTS} resumes from the last checkpoint",
         RECOVERIES: [*recoveries(job), f"{lost}; requeued at {utcnow():%Y-%m-%d %H:%M:%S} UTC"],
+        QUEUED_AT: utcnow().isoformat(),
     }
     job.status = JobStatus.QUEUED
     requeue(job.id)

@@ -54,10 +54,10 @@ def sessions(db_engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """The service's settings, with a heartbeat timeout longer than the session: jobs that
-    earlier tests leave running in the shared database never go stale under later tests' reapers
-    (tests make a job stale by dating its heartbeat back)."""
-    return Settings(data_dir=tmp_path / "data", heartbeat_timeout_s=3600)
+    """The service's settings, with a heartbeat timeout and a resend delay longer than the
+    session: jobs and ingests that earlier tests leave running or queued in the shared database
+    never go stale under later tests' reapers (tests make one stale by dating it back)."""
+    return Settings(data_dir=tmp_path / "data", heartbeat_timeout_s=3600, resend_waiting_after_s=3600)
 
 
 @pytest.fixture(scope="session")

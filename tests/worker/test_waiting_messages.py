@@ -1,0 +1,161 @@
+"""Messages a broker lost before any worker took them (a Redis restarted without persistence),
+on SQLite and Postgres: a queued job, or an ingest not started, still waiting after
+`resend_waiting_after_s` has its task sent once more by the reapers, and that copy completes it.
+A copy of a message that was only waiting does nothing: the job or ingest runs once."""
+
+from __future__ import annotations
+
+import io
+import uuid
+import zipfile
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select, update
+
+from core.loaders import load_dataset
+from core.services import ingest
+from core.services.audit_runs import execute_job
+from core.services.blobs import BlobStore
+from core.services.ingest_reaper import IngestHeartbeat, reap_lost_ingests, requeued_path
+from core.services.job_claims import reap_stuck_jobs
+from core.store import AuditJob, DatasetVersion, JobStatus, Owner, Sample, SampleEpoch, session_scope
+from core.store.models import utcnow
+
+
+@pytest.fixture
+def settings(settings):
+    """Jobs and ingests that earlier tests leave queued in the shared database may be resent by
+    these tests' reapers too, so the tests look for their own in what is resent."""
+    return settings.model_copy(update={"resend_waiting_after_s": 60, "ingest_stale_s": 3})
+
+
+def _date_back(sessions, model, row_id: int, seconds: float) -> None:
+    with session_scope(sessions) as session:
+        dated = update(model).where(model.id == row_id).values(created_at=utcnow() - timedelta(seconds=seconds))
+        session.execute(dated)
+
+
+def _epoch_rows(sessions, job_id: int) -> int:
+    with session_scope(sessions) as session:
+        return session.scalar(select(func.count()).select_from(SampleEpoch).where(SampleEpoch.job_id == job_id))
+
+
+def test_a_job_whose_message_was_lost_is_sent_again_once_and_runs_once(sessions, settings, make_job, n):
+    lost, fresh = make_job(), make_job()
+    _date_back(sessions, AuditJob, lost, settings.resend_waiting_after_s + 1)
+    sent: list[int] = []
+
+    assert _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), lost, fresh) == [lost]
+    assert _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), lost, fresh) == []  # once
+
+    assert sent.count(lost) == 1
+    with session_scope(sessions) as session:
+        assert "sent again" in session.get(AuditJob, lost).result["recoveries"][0]
+    assert execute_job(sessions, lost, settings) is JobStatus.SUCCEEDED  # the copy sent
+    assert _epoch_rows(sessions, lost) == 3 * n
+    # the original message, had it only been waiting, finds the job done
+    assert execute_job(sessions, lost, settings) is JobStatus.SUCCEEDED
+    assert _epoch_rows(sessions, lost) == 3 * n
+    with session_scope(sessions) as session:
+        assert session.get(AuditJob, fresh).status is JobStatus.QUEUED
+
+
+def test_a_job_requeued_after_its_worker_was_lost_waits_again_before_it_is_resent(sessions, settings, make_job):
+    """The wait counts from the requeue, and a job is resent once per attempt."""
+    job_id = make_job()
+    _date_back(sessions, AuditJob, job_id, settings.resend_waiting_after_s + 1)
+    with session_scope(sessions) as session:  # claimed, then its worker was lost
+        job = session.get(AuditJob, job_id)
+        job.status, job.celery_task_id, job.result = JobStatus.RUNNING, "lost-worker", {"attempts": 1}
+        job.heartbeat_at = utcnow() - timedelta(seconds=settings.heartbeat_timeout_s + 1)
+    sent: list[int] = []
+
+    def reap() -> list[int]:
+        return _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), job_id)
+
+    assert reap() == [job_id]
+    assert reap() == []  # requeued just now
+
+    with session_scope(sessions) as session:  # the requeued message waited, and was lost too
+        job = session.get(AuditJob, job_id)
+        queued_at = utcnow() - timedelta(seconds=settings.resend_waiting_after_s + 1)
+        job.result = {**job.result, "queued_at": queued_at.isoformat()}
+    assert reap() == [job_id]
+    assert reap() == []
+    assert sent.count(job_id) == 2
+
+
+def _reaped_of(reaped: dict[str, list[int]], *job_ids: int) -> list[int]:
+    """Which of `job_ids` the reap sent again (jobs other tests left may be among the rest)."""
+    assert not set(reaped["failed"]) & set(job_ids)
+    return [job_id for job_id in reaped["requeued"] if job_id in job_ids]
+
+
+@pytest.fixture
+def start_upload(sessions, settings):
+    """An upload of a small zip of class folders as an ingesting version, as the API leaves it
+    before sending its task; returns the version id."""
+    digits = load_dataset("digits", limit=40)
+
+    def start() -> int:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.comment = uuid.uuid4().hex.encode()  # a blob of its own
+            for index, (pixels, label) in enumerate(zip(digits.x, digits.y)):
+                png = io.BytesIO()
+                Image.fromarray(pixels[0]).save(png, format="PNG")
+                archive.writestr(f"{digits.class_names[label]}/{index}.png", png.getvalue())
+        writer = BlobStore(settings).writer("digits.zip")
+        writer.write(buffer.getvalue())
+        blob = writer.finish()
+        with session_scope(sessions) as session:
+            owner = Owner(name=f"owner-{uuid.uuid4().hex[:8]}")
+            session.add(owner)
+            session.flush()
+            return ingest.ingesting_version_id(ingest.start_ingest(session, owner.id, "uploaded", blob, modality=None))
+
+    return start
+
+
+@pytest.fixture
+def ingest_task(sessions, settings, monkeypatch):
+    from worker import tasks
+
+    monkeypatch.setattr(tasks, "job_sessions", lambda: sessions)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    return tasks.ingest_version
+
+
+def _samples(sessions, version_id: int) -> int:
+    with session_scope(sessions) as session:
+        return session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_version_id == version_id))
+
+
+def test_an_ingest_whose_message_was_lost_is_sent_again_once_and_completes(
+    sessions, settings, start_upload, ingest_task
+):
+    lost, fresh = start_upload(), start_upload()
+    _date_back(sessions, DatasetVersion, lost, settings.resend_waiting_after_s + 1)
+    sent: list[int] = []
+
+    assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [lost], "failed": []}
+    assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [], "failed": []}  # once
+
+    assert sent == [lost] and requeued_path(settings, lost).exists()
+    assert ingest_task(sent[0]) == "ready"
+    assert _samples(sessions, lost) == 40 and not requeued_path(settings, lost).exists()
+    assert ingest_task(lost) == "ready" and _samples(sessions, lost) == 40  # the original, arriving late
+    with session_scope(sessions) as session:
+        assert session.get(DatasetVersion, fresh).status == "ingesting"
+
+
+def test_a_copy_of_an_ingest_task_that_arrives_while_it_runs_does_nothing(
+    sessions, settings, start_upload, ingest_task
+):
+    version_id = start_upload()
+    with IngestHeartbeat(settings, version_id) as running:  # the first run, beating
+        assert ingest_task(version_id) == "ingesting"
+        assert running.path.exists() and _samples(sessions, version_id) == 0
+    assert ingest_task(version_id) == "ready" and _samples(sessions, version_id) == 40
