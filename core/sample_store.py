@@ -18,6 +18,10 @@ not change. Shards are immutable once written, so versions share them freely.
   page cache holds it, shared and reclaimable, not the process. `open_segments` gives a
   version's samples as one array-like (a shard's memory map for one whole shard, else
   `SegmentedRows`) that `len()`, `.shape` and indexing work on.
+- Compaction (`compact`): a version whose rows would be in more than
+  `settings.max_version_segments` segments (many appends, or relabels that removed rows all
+  over) gets them copied into one shard instead, so that a version's segment list, which each
+  child copies, stays bounded.
 """
 
 from __future__ import annotations
@@ -252,6 +256,31 @@ def open_segments(data_dir: Path, segments: Sequence[Segment]) -> np.memmap | Se
     if len(segments) == 1 and segments[0].start == 0 and segments[0].stop == len(opened[segments[0].shard]):
         return opened[segments[0].shard]
     return SegmentedRows([ShardPart(opened[s.shard], s.start, s.stop) for s in segments])
+
+
+def compact(data_dir: Path, segments: Sequence[Segment], path: Path) -> np.memmap:
+    """The rows of `segments`, in order, copied into one new shard at `path` a chunk at a time,
+    with their known flags beside it when every shard kept them (`flags_path`)."""
+    data_dir = Path(data_dir)
+    source = open_segments(data_dir, segments)
+    reader = RowReader(source)
+    sink = ShardSink(path, tuple(source.shape), source.dtype)
+    try:
+        step = max(1, SINK_CHUNK_BYTES // max(1, reader.row_bytes))
+        for start in range(0, len(source), step):
+            for offset, row in enumerate(reader.read_range(start, start + step)):
+                sink.put(start + offset, row)
+        flag_files = [flags_path(data_dir / segment.shard) for segment in segments]
+        if all(flag_file.is_file() for flag_file in flag_files):
+            flags = [np.load(f, mmap_mode="r")[s.start : s.stop] for f, s in zip(flag_files, segments)]
+            np.save(flags_path(Path(path)), np.concatenate(flags).astype(bool))
+        return sink.finish()
+    except BaseException:
+        sink.discard()
+        flags_path(Path(path)).unlink(missing_ok=True)
+        raise
+    finally:
+        reader.close()
 
 
 class RowReader:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Redis with no AOF) loses the messages it held. A copy of a message that was only waiting
     # finds its job claimed or its ingest done, and does nothing.
     resend_waiting_after_s: int = Field(default=900, ge=3)
+    # A new version whose samples would be in more segments of shards than this has them copied
+    # into one shard instead (`core.sample_store.compact`).
+    max_version_segments: int = Field(default=4096, ge=1)
     # How often beat looks for due re-audit schedules and webhook deliveries to retry.
     schedule_tick_s: int = 60
     # Webhooks may call loopback, private and link-local addresses (a receiver on this host or the

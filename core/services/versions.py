@@ -37,7 +37,16 @@ from sqlalchemy.orm import Session
 from core.dataset import AuditDataset
 from core.errors import AuditError, DatasetError
 from core.loaders import load_dataset
-from core.sample_store import RowReader, Segment, ShardSink, flags_path, open_segments, segments_without, shard_sink
+from core.sample_store import (
+    RowReader,
+    Segment,
+    ShardSink,
+    compact,
+    flags_path,
+    open_segments,
+    segments_without,
+    shard_sink,
+)
 from core.services import ConflictError
 from core.services.blobs import Blob, BlobStore, shown_as
 from core.services.datasets import add_version, check_sample_ids, get_dataset, get_version, require_ready
@@ -449,7 +458,17 @@ def _store_segments(
     session: Session, store: BlobStore, settings: Settings, owner_id: int, base: DatasetVersion,
     stored: StoredSamples, segments: list[Segment], change: dict[str, Any], *, into: DatasetVersion | None = None,
 ) -> Dataset:
-    """`stored` as the next version, its samples `segments` and its blob their manifest."""
+    """`stored` as the next version, its samples `segments` (copied into one shard first when
+    there are more than `settings.max_version_segments`) and its blob their manifest."""
+    if len(segments) > settings.max_version_segments:
+        compacted = new_shard_path(settings)
+        compact(settings.data_dir, segments, compacted)
+        segments = [Segment(shard_uri(settings, compacted), 0, len(stored.sample_ids))]
+        try:
+            return _store_segments(session, store, settings, owner_id, base, stored, segments, change, into=into)
+        except BaseException:
+            remove_shard(compacted)
+            raise
     manifest = store.save_arrays({"segments": np.array(json.dumps([segment.as_json() for segment in segments]))})
     try:
         return _add(

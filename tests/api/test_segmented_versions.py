@@ -2,9 +2,10 @@
 its ingest task into a shard of only the added rows and the new version refers to its parent's
 shard, unchanged; an audit of it trains on parent and added rows with their labels; a relabel
 with removals writes no shard; a failed append, inline or by the task, stores nothing and leaves
-the parent ready; the orphan sweep keeps every shard a version's segments refer to; a built-in's
-samples are written into a shard once, when it is first appended to; the light client waits for a
-large append as for a large upload."""
+the parent ready; a version past `max_version_segments` is compacted into one shard; the orphan
+sweep keeps every shard a version's segments refer to; a built-in's samples are written into a
+shard once, when it is first appended to; the light client waits for a large append as for a
+large upload."""
 
 from __future__ import annotations
 
@@ -165,6 +166,37 @@ def test_a_relabel_with_removals_writes_no_shard_and_its_audit_sees_the_kept_row
     assert append(client, alice, dataset["id"], rows_csv(range(500, 510))).status_code == 201
     third = version_row(sessions, dataset["id"], 3)
     assert third.sample_segments[:3] == second.sample_segments and third.num_samples == 128
+
+
+def test_a_version_past_the_segment_limit_is_compacted_into_one_shard(client, alice, sessions, settings):
+    """Three removals split the parent's shard in four segments, one more than allowed: the rows
+    are copied into one new shard instead, the parent's left as it was; an append then refers to
+    the compacted shard."""
+    settings.max_version_segments = 3
+    dataset = upload(client, alice, rows_csv(range(120)))
+    first = version_row(sessions, dataset["id"], 1)
+    parent_digest = file_sha256(settings.data_dir / first.samples_uri)
+    job = client.post("/jobs", json={"dataset_id": dataset["id"], "epochs": 1}, headers=alice).json()
+    for index in (5, 60, 90):
+        body = {"sample_index": index, "verdict": "remove"}
+        assert client.post(f"/jobs/{job['id']}/decisions", json=body, headers=alice).status_code == 201
+
+    relabeled = client.post(f"/datasets/{dataset['id']}/versions/relabel", headers=alice)
+
+    assert relabeled.status_code == 201, relabeled.text
+    second = version_row(sessions, dataset["id"], 2)
+    [segment] = second.sample_segments
+    assert segment["shard"] != first.samples_uri and (segment["start"], segment["stop"]) == (0, 117)
+    kept = [i for i in range(120) if i not in (5, 60, 90)]
+    expected = np.array([(i, i % 7) for i in kept], dtype=np.float32)
+    np.testing.assert_array_equal(np.load(settings.data_dir / segment["shard"]), expected)
+    assert file_sha256(settings.data_dir / first.samples_uri) == parent_digest
+    loaded = loaded_version(sessions, settings, second)
+    assert loaded.sample_ids == [f"s{i}" for i in kept]
+    np.testing.assert_array_equal(np.asarray(loaded.x), expected)
+    assert len(audit(client, alice, sessions, settings, dataset["id"])) == 117
+    assert append(client, alice, dataset["id"], rows_csv(range(500, 510))).status_code == 201
+    assert version_row(sessions, dataset["id"], 3).sample_segments[0] == segment
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """A version's samples as segments of shards (`core.sample_store`): rows read across segments in
 any order are the rows of the segments concatenated, removing rows splits the segments around
-them, one whole shard opens as the shard itself, and training streams batches from segments with
+them, one whole shard opens as the shard itself, compacting copies the rows (and their known
+flags) into one shard, and training streams batches from segments with
 the same inputs as from memory."""
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ import pytest
 import torch
 
 from core.engine import Inputs
-from core.sample_store import RowReader, Segment, SegmentedRows, open_segments, segments_without, write_shard
+from core.sample_store import (
+    RowReader,
+    Segment,
+    SegmentedRows,
+    compact,
+    flags_path,
+    open_segments,
+    segments_without,
+    write_shard,
+)
 
 
 @pytest.fixture
@@ -46,6 +56,23 @@ def test_one_whole_shard_opens_as_the_shard_itself(shards):
     np.testing.assert_array_equal(whole, first)
     with pytest.raises(ValueError, match="not in shard"):
         open_segments(data_dir, [Segment("a.npy", 0, 51), Segment("b.npy", 0, 1)])
+
+
+def test_compacting_segments_copies_their_rows_and_known_flags_into_one_shard(shards, monkeypatch):
+    data_dir, first, second = shards
+    monkeypatch.setattr("core.sample_store.SINK_CHUNK_BYTES", 7 * first[0].nbytes)  # several chunks
+    segments = [Segment("b.npy", 5, 30), Segment("a.npy", 0, 10), Segment("a.npy", 12, 50)]
+    np.save(flags_path(data_dir / "a.npy"), np.arange(50) % 3 == 0)
+    np.save(flags_path(data_dir / "b.npy"), np.arange(30) % 2 == 0)
+
+    compacted = compact(data_dir, segments, data_dir / "c.npy")
+
+    np.testing.assert_array_equal(compacted, np.concatenate([second[5:30], first[0:10], first[12:50]]))
+    expected_flags = np.concatenate([np.arange(5, 30) % 2 == 0, np.arange(0, 10) % 3 == 0, np.arange(12, 50) % 3 == 0])
+    np.testing.assert_array_equal(np.load(flags_path(data_dir / "c.npy")), expected_flags)
+    flags_path(data_dir / "b.npy").unlink()  # a shard without known flags: the compacted one has none either
+    compact(data_dir, segments, data_dir / "d.npy")
+    assert not flags_path(data_dir / "d.npy").exists()
 
 
 def test_removing_rows_splits_the_segments_around_them():
