@@ -17,8 +17,8 @@ execution, stops at the next check without touching the row again.
   again, up to `MAX_ATTEMPTS` claims; after that it is marked failed. The job shows it: its
   `result` holds `stage` (what the execution is doing, or "requeued: ..." after a reap) and
   `recoveries` (one line per lost worker), read by GET /jobs/{id}.
-- A queued job still waiting `settings.resend_waiting_after_s` after it was queued (or last
-  beat) has its task sent once more, once per attempt: a broker restarted without persistence
+- A queued job still waiting `settings.resend_waiting_after_s` after it was created (or requeued
+  by the reaper) has its task sent once more, once per attempt: a broker restarted without persistence
   loses the messages it held. A copy of a message that was only waiting finds the job claimed,
   or done, and does nothing.
 - An execution notices a cancel (or a takeover) within `CANCEL_CHECK_INTERVAL_S` of its next
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import AuditError
