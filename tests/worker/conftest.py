@@ -4,18 +4,23 @@ migrated to head, a digits subset stored as a dataset version, and jobs over it:
 
 from __future__ import annotations
 
+import io
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit import AuditConfig
 from core.dataset import AuditDataset
 from core.loaders import load_dataset
+from core.services import ingest
+from core.services.blobs import Blob, BlobStore
 from core.settings import Settings
 from core.store import (
     AuditJob,
@@ -132,3 +137,54 @@ def add_version(sessions: sessionmaker[Session]) -> Callable[[int], int]:
             return version.version
 
     return add
+
+
+@pytest.fixture(scope="session")
+def digits_pngs() -> list[tuple[str, bytes]]:
+    """Digits as the members of a zip of class folders, for the ingest tests' uploads."""
+    digits = load_dataset("digits", limit=120)
+    members = []
+    for index, (pixels, label) in enumerate(zip(digits.x, digits.y)):
+        png = io.BytesIO()
+        Image.fromarray(pixels[0]).save(png, format="PNG")
+        members.append((f"{digits.class_names[label]}/{index}.png", png.getvalue()))
+    return members
+
+
+def _unique_zip(members: list[tuple[str, bytes]]) -> bytes:
+    """The members zipped with a unique comment: a blob no other test's version shares."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.comment = uuid.uuid4().hex.encode()
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def start_upload(sessions, settings, digits_pngs):
+    """An upload of the digits zip as an ingesting version, as the API leaves it before queueing
+    its task; returns the version id, the blob and the dataset id."""
+
+    def start() -> tuple[int, Blob, int]:
+        writer = BlobStore(settings).writer("digits.zip")
+        writer.write(_unique_zip(digits_pngs))
+        blob = writer.finish()
+        with session_scope(sessions) as session:
+            owner = Owner(name=f"owner-{uuid.uuid4().hex[:8]}")
+            session.add(owner)
+            session.flush()
+            dataset = ingest.start_ingest(session, owner.id, "uploaded", blob, modality=None)
+            return ingest.ingesting_version_id(dataset), blob, dataset.id
+
+    return start
+
+
+@pytest.fixture
+def ingest_task(sessions, settings, monkeypatch):
+    """The worker's ingest task, on the test's database and settings."""
+    from worker import tasks
+
+    monkeypatch.setattr(tasks, "job_sessions", lambda: sessions)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    return tasks.ingest_version

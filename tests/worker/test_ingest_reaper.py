@@ -6,23 +6,16 @@ are left alone."""
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-import zipfile
 
 import pytest
-from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from core.loaders import load_dataset
-from core.services import ingest
-from core.services.blobs import Blob, BlobStore
 from core.services.ingest_reaper import (
     LOST_MESSAGE,
     IngestHeartbeat,
@@ -30,66 +23,13 @@ from core.services.ingest_reaper import (
     reap_lost_ingests,
     requeued_path,
 )
-from core.store import Dataset, DatasetVersion, Owner, Sample, session_scope
-
-NUM_IMAGES = 120
+from core.store import Dataset, DatasetVersion, Sample, session_scope
 
 
 @pytest.fixture
 def settings(settings):
     """The worker tests' settings with the shortest allowed ingest timeout."""
     return settings.model_copy(update={"ingest_stale_s": 3})
-
-
-@pytest.fixture(scope="module")
-def digits_pngs() -> list[tuple[str, bytes]]:
-    """Digits as the members of a zip of class folders."""
-    digits = load_dataset("digits", limit=NUM_IMAGES)
-    members = []
-    for index, (pixels, label) in enumerate(zip(digits.x, digits.y)):
-        png = io.BytesIO()
-        Image.fromarray(pixels[0]).save(png, format="PNG")
-        members.append((f"{digits.class_names[label]}/{index}.png", png.getvalue()))
-    return members
-
-
-def _unique_zip(members: list[tuple[str, bytes]]) -> bytes:
-    """The members zipped with a unique comment: a blob no other test's version shares."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.comment = uuid.uuid4().hex.encode()
-        for name, data in members:
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def start_upload(sessions, settings, digits_pngs):
-    """An upload of the digits zip as an ingesting version, as the API leaves it before queueing
-    its task; returns the version id, the blob and the dataset id."""
-
-    def start() -> tuple[int, Blob, int]:
-        writer = BlobStore(settings).writer("digits.zip")
-        writer.write(_unique_zip(digits_pngs))
-        blob = writer.finish()
-        with session_scope(sessions) as session:
-            owner = Owner(name=f"owner-{uuid.uuid4().hex[:8]}")
-            session.add(owner)
-            session.flush()
-            dataset = ingest.start_ingest(session, owner.id, "uploaded", blob, modality=None)
-            return ingest.ingesting_version_id(dataset), blob, dataset.id
-
-    return start
-
-
-@pytest.fixture
-def ingest_task(sessions, settings, monkeypatch):
-    """The worker's ingest task, on the test's database and settings."""
-    from worker import tasks
-
-    monkeypatch.setattr(tasks, "job_sessions", lambda: sessions)
-    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
-    return tasks.ingest_version
 
 
 def _lose_worker(settings, version_id: int) -> None:
@@ -113,9 +53,10 @@ def _dataset(sessions, dataset_id: int) -> Dataset:
 
 
 def test_a_worker_killed_mid_ingest_is_requeued_once_and_the_task_run_again_completes(
-    sessions, settings, start_upload, ingest_task, db_url
+    sessions, settings, start_upload, ingest_task, db_url, digits_pngs
 ):
     version_id, _, _ = start_upload()
+    num_images = len(digits_pngs)
     # The real task in a worker process whose read never ends, killed while it reads.
     code = (
         "import sys, time; from core.services import ingest;"
@@ -145,10 +86,10 @@ def test_a_worker_killed_mid_ingest_is_requeued_once_and_the_task_run_again_comp
     assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [], "failed": []}  # queued
     assert ingest_task(sent[0]) == "ready"
     version = _version(sessions, version_id)
-    assert (version.status, version.num_samples, version.dataset.status) == ("ready", NUM_IMAGES, "ready")
+    assert (version.status, version.num_samples, version.dataset.status) == ("ready", num_images, "ready")
     with session_scope(sessions) as session:
         count = select(func.count()).select_from(Sample).where(Sample.dataset_version_id == version_id)
-        assert session.scalar(count) == NUM_IMAGES
+        assert session.scalar(count) == num_images
     assert not beat.exists() and not requeued_path(settings, version_id).exists()
     assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [], "failed": []}
 

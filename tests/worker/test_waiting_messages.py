@@ -5,22 +5,15 @@ A copy of a message that was only waiting does nothing: the job or ingest runs o
 
 from __future__ import annotations
 
-import io
-import uuid
-import zipfile
 from datetime import timedelta
 
 import pytest
-from PIL import Image
 from sqlalchemy import func, select, update
 
-from core.loaders import load_dataset
-from core.services import ingest
 from core.services.audit_runs import execute_job
-from core.services.blobs import BlobStore
 from core.services.ingest_reaper import IngestHeartbeat, reap_lost_ingests, requeued_path
 from core.services.job_claims import reap_stuck_jobs
-from core.store import AuditJob, DatasetVersion, JobStatus, Owner, Sample, SampleEpoch, session_scope
+from core.store import AuditJob, DatasetVersion, JobStatus, Sample, SampleEpoch, session_scope
 from core.store.models import utcnow
 
 
@@ -93,50 +86,15 @@ def _reaped_of(reaped: dict[str, list[int]], *job_ids: int) -> list[int]:
     return [job_id for job_id in reaped["requeued"] if job_id in job_ids]
 
 
-@pytest.fixture
-def start_upload(sessions, settings):
-    """An upload of a small zip of class folders as an ingesting version, as the API leaves it
-    before sending its task; returns the version id."""
-    digits = load_dataset("digits", limit=40)
-
-    def start() -> int:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            archive.comment = uuid.uuid4().hex.encode()  # a blob of its own
-            for index, (pixels, label) in enumerate(zip(digits.x, digits.y)):
-                png = io.BytesIO()
-                Image.fromarray(pixels[0]).save(png, format="PNG")
-                archive.writestr(f"{digits.class_names[label]}/{index}.png", png.getvalue())
-        writer = BlobStore(settings).writer("digits.zip")
-        writer.write(buffer.getvalue())
-        blob = writer.finish()
-        with session_scope(sessions) as session:
-            owner = Owner(name=f"owner-{uuid.uuid4().hex[:8]}")
-            session.add(owner)
-            session.flush()
-            return ingest.ingesting_version_id(ingest.start_ingest(session, owner.id, "uploaded", blob, modality=None))
-
-    return start
-
-
-@pytest.fixture
-def ingest_task(sessions, settings, monkeypatch):
-    from worker import tasks
-
-    monkeypatch.setattr(tasks, "job_sessions", lambda: sessions)
-    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
-    return tasks.ingest_version
-
-
 def _samples(sessions, version_id: int) -> int:
     with session_scope(sessions) as session:
         return session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_version_id == version_id))
 
 
 def test_an_ingest_whose_message_was_lost_is_sent_again_once_and_completes(
-    sessions, settings, start_upload, ingest_task
+    sessions, settings, start_upload, ingest_task, digits_pngs
 ):
-    lost, fresh = start_upload(), start_upload()
+    (lost, _, _), (fresh, _, _) = start_upload(), start_upload()
     _date_back(sessions, DatasetVersion, lost, settings.resend_waiting_after_s + 1)
     sent: list[int] = []
 
@@ -145,17 +103,17 @@ def test_an_ingest_whose_message_was_lost_is_sent_again_once_and_completes(
 
     assert sent == [lost] and requeued_path(settings, lost).exists()
     assert ingest_task(sent[0]) == "ready"
-    assert _samples(sessions, lost) == 40 and not requeued_path(settings, lost).exists()
-    assert ingest_task(lost) == "ready" and _samples(sessions, lost) == 40  # the original, arriving late
+    assert _samples(sessions, lost) == len(digits_pngs) and not requeued_path(settings, lost).exists()
+    assert ingest_task(lost) == "ready" and _samples(sessions, lost) == len(digits_pngs)  # the original, late
     with session_scope(sessions) as session:
         assert session.get(DatasetVersion, fresh).status == "ingesting"
 
 
 def test_a_copy_of_an_ingest_task_that_arrives_while_it_runs_does_nothing(
-    sessions, settings, start_upload, ingest_task
+    sessions, settings, start_upload, ingest_task, digits_pngs
 ):
-    version_id = start_upload()
+    version_id, _, _ = start_upload()
     with IngestHeartbeat(settings, version_id) as running:  # the first run, beating
         assert ingest_task(version_id) == "ingesting"
         assert running.path.exists() and _samples(sessions, version_id) == 0
-    assert ingest_task(version_id) == "ready" and _samples(sessions, version_id) == 40
+    assert ingest_task(version_id) == "ready" and _samples(sessions, version_id) == len(digits_pngs)
