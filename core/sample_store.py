@@ -259,28 +259,15 @@ def open_segments(data_dir: Path, segments: Sequence[Segment]) -> np.memmap | Se
 
 
 def compact(data_dir: Path, segments: Sequence[Segment], path: Path) -> np.memmap:
-    """The rows of `segments`, in order, copied into one new shard at `path` a chunk at a time,
-    with their known flags beside it when every shard kept them (`flags_path`)."""
-    data_dir = Path(data_dir)
-    source = open_segments(data_dir, segments)
-    reader = RowReader(source)
-    sink = ShardSink(path, tuple(source.shape), source.dtype)
-    try:
-        step = max(1, SINK_CHUNK_BYTES // max(1, reader.row_bytes))
-        for start in range(0, len(source), step):
-            for offset, row in enumerate(reader.read_range(start, start + step)):
-                sink.put(start + offset, row)
-        flag_files = [flags_path(data_dir / segment.shard) for segment in segments]
-        if all(flag_file.is_file() for flag_file in flag_files):
-            flags = [np.load(f, mmap_mode="r")[s.start : s.stop] for f, s in zip(flag_files, segments)]
-            np.save(flags_path(Path(path)), np.concatenate(flags).astype(bool))
-        return sink.finish()
-    except BaseException:
-        sink.discard()
-        flags_path(Path(path)).unlink(missing_ok=True)
-        raise
-    finally:
-        reader.close()
+    """The rows of `segments`, in order, copied into one new shard at `path` a chunk at a time
+    (`write_shard`), with their known flags beside it when every shard kept them (`flags_path`)."""
+    data_dir, path = Path(data_dir), Path(path)
+    shard = write_shard(path, open_segments(data_dir, segments))
+    flag_files = [flags_path(data_dir / segment.shard) for segment in segments]
+    if all(flag_file.is_file() for flag_file in flag_files):
+        flags = [np.load(file, mmap_mode="r")[part.start : part.stop] for file, part in zip(flag_files, segments)]
+        np.save(flags_path(path), np.concatenate(flags).astype(bool))
+    return shard
 
 
 class RowReader:

@@ -58,9 +58,8 @@ def test_one_whole_shard_opens_as_the_shard_itself(shards):
         open_segments(data_dir, [Segment("a.npy", 0, 51), Segment("b.npy", 0, 1)])
 
 
-def test_compacting_segments_copies_their_rows_and_known_flags_into_one_shard(shards, monkeypatch):
+def test_compacting_segments_copies_their_rows_and_known_flags_into_one_shard(shards):
     data_dir, first, second = shards
-    monkeypatch.setattr("core.sample_store.SINK_CHUNK_BYTES", 7 * first[0].nbytes)  # several chunks
     segments = [Segment("b.npy", 5, 30), Segment("a.npy", 0, 10), Segment("a.npy", 12, 50)]
     np.save(flags_path(data_dir / "a.npy"), np.arange(50) % 3 == 0)
     np.save(flags_path(data_dir / "b.npy"), np.arange(30) % 2 == 0)
