@@ -21,8 +21,9 @@ and Redis only after its visibility timeout, which outlasts the longest job (abo
 - A version with no heartbeat has not started: its message waits in the ingest queue, where the
   ingest worker takes one upload at a time, for as long as the uploads before it take; or the
   broker lost it (a Redis restarted without persistence). One still waiting
-  `settings.resend_waiting_after_s` after its upload has its task sent once more, with the
-  `.requeued` mark. Progress (`ingest_percent`) cannot tell a wait from a lost message, nor a
+  `settings.resend_waiting_after_s` after its upload has its task sent again, with the `.requeued`
+  mark (which counts the sends), and again after as long again, then twice as long, ... since the
+  last send, in case that copy was lost too. Progress (`ingest_percent`) cannot tell a wait from a lost message, nor a
   live worker storing a million sample rows, which reports no percent while it does.
 - So a version's task may arrive twice. The heartbeat file is also the run's claim: a run creates
   it exclusively, and one that finds it fresh leaves the ingest to the run that beats
@@ -67,7 +68,8 @@ def heartbeat_path(settings: Settings, version_id: int) -> Path:
 
 
 def requeued_path(settings: Settings, version_id: int) -> Path:
-    """The mark of a version whose ingest the reaper sent again once already."""
+    """The mark of a version whose ingest the reaper sent again: it holds how many times, and its
+    modification time is the last send's."""
     return heartbeat_dir(settings) / f"{int(version_id)}{REQUEUED_SUFFIX}"
 
 
@@ -122,10 +124,11 @@ class IngestHeartbeat:
 def reap_lost_ingests(
     sessions: sessionmaker[Session], settings: Settings, requeue: Callable[[int], object]
 ) -> dict[str, list[int]]:
-    """Ingesting versions whose heartbeat is older than `settings.ingest_stale_s`, or that have not
-    started `settings.resend_waiting_after_s` after their upload: sent again once (`requeue` sends
-    the ingest task of a version id) while their blob is there; a lost run's version sent before,
-    or with its file gone, is failed with `LOST_MESSAGE`. Returns the version ids of each outcome.
+    """Ingesting versions whose heartbeat is older than `settings.ingest_stale_s` are sent again
+    once (`requeue` sends the ingest task of a version id) while their blob is there; a lost run's
+    version sent before, or with its file gone, is failed with `LOST_MESSAGE`. Versions that have not
+    started `settings.resend_waiting_after_s` after their upload are sent again, and again after as
+    long again since that send, twice as long, ... Returns the version ids of each outcome.
     The heartbeats and marks of versions no longer ingesting are removed once stale themselves."""
     with sessions() as session:
         rows = session.execute(
@@ -137,13 +140,18 @@ def reap_lost_ingests(
     waited_since = {version_id: created_at for version_id, _, created_at in rows}
     stale_before = time.time() - settings.ingest_stale_s
     uploaded_before = utcnow() - timedelta(seconds=settings.resend_waiting_after_s)
+    now = time.time()
     _forget_settled(settings, set(ingesting), stale_before)
     reaped: dict[str, list[int]] = {"requeued": [], "failed": []}
     for version_id, blob_uri in ingesting.items():
         beat = heartbeat_path(settings, version_id)
         mark = requeued_path(settings, version_id)
         if not beat.exists():
-            waiting_long = waited_since[version_id] < uploaded_before and not mark.exists()
+            sends, last_send = _sends(mark)
+            if sends:
+                waiting_long = now - last_send > settings.resend_waiting_after_s * 2 ** (sends - 1)
+            else:
+                waiting_long = waited_since[version_id] < uploaded_before
             if waiting_long and (settings.data_dir / blob_uri).is_file():
                 _requeue(beat, mark, version_id, requeue, stale_before)
                 reaped["requeued"].append(version_id)
@@ -168,18 +176,34 @@ def _requeue(
     beat: Path, mark: Path, version_id: int, requeue: Callable[[int], object], stale_before: float,
     lost_beat: bool = False,
 ) -> None:
-    """Send the version's task again under the `.requeued` mark; a send the broker refuses
-    leaves things as they were (a lost run's stale beat put back), for the next reap to retry."""
+    """Send the version's task again under the `.requeued` mark, its count of sends one more; a send
+    the broker refuses leaves things as they were (a lost run's stale beat put back), for the next
+    reap to retry."""
+    sends, last_send = _sends(mark)
     mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.touch()
+    mark.write_text(str(sends + 1))
     try:
         requeue(version_id)
     except BaseException:
-        mark.unlink(missing_ok=True)
+        if sends:
+            mark.write_text(str(sends))
+            os.utime(mark, (last_send, last_send))
+        else:
+            mark.unlink(missing_ok=True)
         if lost_beat:
             beat.touch()
             os.utime(beat, (stale_before - 1, stale_before - 1))
         raise
+
+
+def _sends(mark: Path) -> tuple[int, float]:
+    """(how many times the version's task was sent again, when last) from its mark; (0, 0) with none."""
+    try:
+        return int(mark.read_text() or 1), mark.stat().st_mtime  # an empty mark: one send
+    except FileNotFoundError:
+        return 0, 0.0
+    except ValueError:
+        return 1, mark.stat().st_mtime
 
 
 def _forget_settled(settings: Settings, ingesting: set[int], stale_before: float) -> None:

@@ -18,9 +18,10 @@ execution, stops at the next check without touching the row again.
   `result` holds `stage` (what the execution is doing, or "requeued: ..." after a reap) and
   `recoveries` (one line per lost worker), read by GET /jobs/{id}.
 - A queued job still waiting `settings.resend_waiting_after_s` after it was created (or requeued
-  by the reaper) has its task sent once more, once per attempt: a broker restarted without persistence
-  loses the messages it held. A copy of a message that was only waiting finds the job claimed,
-  or done, and does nothing.
+  by the reaper) has its task sent again, and again after twice that wait, four times, ...: a
+  broker restarted without persistence loses the messages it held, the copy too if it restarts
+  again. A job that only waits its turn behind long ones so gets a copy per doubling of its wait;
+  a copy of a message that was only waiting finds the job claimed, or done, and does nothing.
 - An execution notices a cancel (or a takeover) within `CANCEL_CHECK_INTERVAL_S` of its next
   check (`Heartbeat.should_stop`), which the audit asks for at every training step, between and
   inside cross-fit folds and between the phases after training.
@@ -51,7 +52,8 @@ MAX_ATTEMPTS = 3
 CANCEL_CHECK_INTERVAL_S = 1.0
 STAGE = "stage"  # the keys of the job's `result` that tell how a running job is doing
 RECOVERIES = "recoveries"
-RESENT_IN_ATTEMPT = "resent_in_attempt"  # the attempt whose waiting message the reaper sent again
+RESENT_IN_ATTEMPT = "resent_in_attempt"  # the attempt whose waiting message the reaper last sent again
+RESENDS = "resends_in_attempt"  # how many times it sent it in that attempt
 QUEUED_AT = "queued_at"  # when the reaper put the job back in the queue, after its worker was lost
 
 Sessions = sessionmaker[Session]
@@ -232,35 +234,47 @@ def reap_stuck_jobs(sessions: Sessions, settings: Settings, requeue: Callable[[i
 
 
 def resend_waiting_jobs(sessions: Sessions, settings: Settings, requeue: Callable[[int], None]) -> list[int]:
-    """Send once more the task of each job queued for longer than `settings.resend_waiting_after_s`
-    (since it was created, or requeued after its worker was lost) that was not sent again in this
-    attempt; recorded in its `recoveries`. Returns their ids."""
-    queued_before = utcnow() - timedelta(seconds=settings.resend_waiting_after_s)
-    waiting = (AuditJob.status == JobStatus.QUEUED) & (AuditJob.created_at < queued_before)
+    """Send again the task of each job queued (since it was created, or requeued after its worker
+    was lost) for longer than `settings.resend_waiting_after_s` × 2^k, k the times it was sent
+    again in this attempt; each resend is recorded in its `recoveries`. Returns their ids."""
+    now = utcnow()
+    first_wait = timedelta(seconds=settings.resend_waiting_after_s)
+    waiting = (AuditJob.status == JobStatus.QUEUED) & (AuditJob.created_at < now - first_wait)
     with session_scope(sessions) as session:
-        rows = session.execute(select(AuditJob.id, AuditJob.result).where(waiting)).all()
+        rows = session.execute(select(AuditJob.id, AuditJob.created_at, AuditJob.result).where(waiting)).all()
     resent = []
-    for job_id in [job_id for job_id, result in rows if _waiting_since_before(result, queued_before)]:
+    for job_id in [job_id for job_id, created, result in rows if _resend_due(created, result or {}, now, first_wait)]:
         with session_scope(sessions) as session:
             locked = select(AuditJob).where(AuditJob.id == job_id, waiting).with_for_update()
             job = session.scalars(locked).one_or_none()
-            if job is None or not _waiting_since_before(job.result, queued_before):
+            result = (job.result or {}) if job is not None else {}
+            if job is None or not _resend_due(job.created_at, result, now, first_wait):
                 continue
-            note = (f"still queued after {settings.resend_waiting_after_s} s (its message may have been lost); "
-                    f"sent again at {utcnow():%Y-%m-%d %H:%M:%S} UTC")
-            job.result = {**(job.result or {}), RESENT_IN_ATTEMPT: attempts(job), RECOVERIES: [*recoveries(job), note]}
+            sends = _resends_in_attempt(result) + 1
+            waited = (now - _queued_since(job.created_at, result)).total_seconds()
+            note = (f"still queued after {waited:.0f} s (its message may have been lost); "
+                    f"sent again ({sends} in this attempt) at {now:%Y-%m-%d %H:%M:%S} UTC")
+            job.result = {**result, RESENT_IN_ATTEMPT: attempts(job), RESENDS: sends,
+                          RECOVERIES: [*recoveries(job), note]}
             requeue(job.id)  # before the commit, as `reap_stuck_jobs` sends
         resent.append(job_id)
     return resent
 
 
-def _waiting_since_before(result: dict | None, moment: datetime) -> bool:
-    """Whether a queued job with this `result` was queued before `moment` (its creation is, by
-    the query) and has not been sent again in this attempt."""
-    result = result or {}
-    if RESENT_IN_ATTEMPT in result and result[RESENT_IN_ATTEMPT] == int(result.get("attempts", 0)):
-        return False
-    return QUEUED_AT not in result or datetime.fromisoformat(result[QUEUED_AT]) < moment
+def _queued_since(created_at: datetime, result: dict) -> datetime:
+    """When the job was last put in the queue: its creation, or the reaper's requeue."""
+    return datetime.fromisoformat(result[QUEUED_AT]) if QUEUED_AT in result else created_at
+
+
+def _resends_in_attempt(result: dict) -> int:
+    if result.get(RESENT_IN_ATTEMPT) != int(result.get("attempts", 0)):
+        return 0
+    return int(result.get(RESENDS, 1))  # a job resent before the count was kept was resent once
+
+
+def _resend_due(created_at: datetime, result: dict, now: datetime, first_wait: timedelta) -> bool:
+    """Whether a queued job has waited long enough for its next resend in this attempt."""
+    return now - _queued_since(created_at, result) > first_wait * 2 ** _resends_in_attempt(result)
 
 
 def _reap(job: AuditJob, requeue: Callable[[int], None]) -> str:

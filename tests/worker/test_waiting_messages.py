@@ -1,10 +1,13 @@
 """Messages a broker lost before any worker took them (a Redis restarted without persistence),
 on SQLite and Postgres: a queued job, or an ingest not started, still waiting after
-`resend_waiting_after_s` has its task sent once more by the reapers, and that copy completes it.
-A copy of a message that was only waiting does nothing: the job or ingest runs once."""
+`resend_waiting_after_s` has its task sent again by the reapers (again after twice the wait, for a
+copy lost too), and a copy completes it. A copy of a message that was only waiting does nothing:
+the job or ingest runs once."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -35,17 +38,27 @@ def _epoch_rows(sessions, job_id: int) -> int:
         return session.scalar(select(func.count()).select_from(SampleEpoch).where(SampleEpoch.job_id == job_id))
 
 
-def test_a_job_whose_message_was_lost_is_sent_again_once_and_runs_once(sessions, settings, make_job, n):
+def test_a_job_whose_message_was_lost_is_sent_again_and_runs_once(sessions, settings, make_job, n):
     lost, fresh = make_job(), make_job()
-    _date_back(sessions, AuditJob, lost, settings.resend_waiting_after_s + 1)
+    wait = settings.resend_waiting_after_s
+    _date_back(sessions, AuditJob, lost, wait + 1)
     sent: list[int] = []
 
-    assert _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), lost, fresh) == [lost]
-    assert _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), lost, fresh) == []  # once
+    def reap() -> list[int]:
+        return _reaped_of(reap_stuck_jobs(sessions, settings, requeue=sent.append), lost, fresh)
 
-    assert sent.count(lost) == 1
+    assert reap() == [lost]
+    assert reap() == []  # the next resend waits twice as long
+    _date_back(sessions, AuditJob, lost, 2 * wait - 5)
+    assert reap() == []
+    _date_back(sessions, AuditJob, lost, 2 * wait + 1)  # the copy was lost too
+    assert reap() == [lost]
+    assert reap() == []
+
+    assert sent.count(lost) == 2
     with session_scope(sessions) as session:
-        assert "sent again" in session.get(AuditJob, lost).result["recoveries"][0]
+        notes = session.get(AuditJob, lost).result["recoveries"]
+        assert len(notes) == 2 and "sent again (2 in this attempt)" in notes[1]
     assert execute_job(sessions, lost, settings) is JobStatus.SUCCEEDED  # the copy sent
     assert _epoch_rows(sessions, lost) == 3 * n
     # the original message, had it only been waiting, finds the job done
@@ -56,7 +69,7 @@ def test_a_job_whose_message_was_lost_is_sent_again_once_and_runs_once(sessions,
 
 
 def test_a_job_requeued_after_its_worker_was_lost_waits_again_before_it_is_resent(sessions, settings, make_job):
-    """The wait counts from the requeue, and a job is resent once per attempt."""
+    """The wait counts from the requeue, and the doubling starts again with the new attempt."""
     job_id = make_job()
     _date_back(sessions, AuditJob, job_id, settings.resend_waiting_after_s + 1)
     with session_scope(sessions) as session:  # claimed, then its worker was lost
@@ -91,19 +104,33 @@ def _samples(sessions, version_id: int) -> int:
         return session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_version_id == version_id))
 
 
-def test_an_ingest_whose_message_was_lost_is_sent_again_once_and_completes(
+def test_an_ingest_whose_message_was_lost_is_sent_again_and_completes(
     sessions, settings, start_upload, ingest_task, digits_pngs
 ):
     (lost, _, _), (fresh, _, _) = start_upload(), start_upload()
-    _date_back(sessions, DatasetVersion, lost, settings.resend_waiting_after_s + 1)
+    wait = settings.resend_waiting_after_s
+    _date_back(sessions, DatasetVersion, lost, wait + 1)
     sent: list[int] = []
+    mark = requeued_path(settings, lost)
 
-    assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [lost], "failed": []}
-    assert reap_lost_ingests(sessions, settings, requeue=sent.append) == {"requeued": [], "failed": []}  # once
+    def reap() -> dict[str, list[int]]:
+        return reap_lost_ingests(sessions, settings, requeue=sent.append)
 
-    assert sent == [lost] and requeued_path(settings, lost).exists()
+    def last_sent_ago(seconds: float) -> None:
+        os.utime(mark, (time.time() - seconds, time.time() - seconds))
+
+    assert reap() == {"requeued": [lost], "failed": []}
+    assert reap() == {"requeued": [], "failed": []}  # the next send waits as long again
+    last_sent_ago(wait + 1)  # that copy was lost too
+    assert reap() == {"requeued": [lost], "failed": []}
+    last_sent_ago(2 * wait - 5)  # then twice as long
+    assert reap() == {"requeued": [], "failed": []}
+    last_sent_ago(2 * wait + 1)
+    assert reap() == {"requeued": [lost], "failed": []}
+
+    assert sent == [lost] * 3 and mark.read_text() == "3"
     assert ingest_task(sent[0]) == "ready"
-    assert _samples(sessions, lost) == len(digits_pngs) and not requeued_path(settings, lost).exists()
+    assert _samples(sessions, lost) == len(digits_pngs) and not mark.exists()
     assert ingest_task(lost) == "ready" and _samples(sessions, lost) == len(digits_pngs)  # the original, late
     with session_scope(sessions) as session:
         assert session.get(DatasetVersion, fresh).status == "ingesting"
@@ -117,3 +144,23 @@ def test_a_copy_of_an_ingest_task_that_arrives_while_it_runs_does_nothing(
         assert ingest_task(version_id) == "ingesting"
         assert running.path.exists() and _samples(sessions, version_id) == 0
     assert ingest_task(version_id) == "ready" and _samples(sessions, version_id) == len(digits_pngs)
+
+
+def test_a_resend_the_broker_refuses_leaves_the_count_and_the_wait_as_they_were(sessions, settings, start_upload):
+    version_id, _, _ = start_upload()
+    wait = settings.resend_waiting_after_s
+    _date_back(sessions, DatasetVersion, version_id, wait + 1)
+    mark = requeued_path(settings, version_id)
+    assert reap_lost_ingests(sessions, settings, requeue=lambda _: None)["requeued"] == [version_id]
+    sent_long_ago = time.time() - wait - 1
+    os.utime(mark, (sent_long_ago, sent_long_ago))
+
+    def refuse(_version_id: int) -> None:
+        raise ConnectionError("the broker is down")
+
+    with pytest.raises(ConnectionError):
+        reap_lost_ingests(sessions, settings, requeue=refuse)
+    assert mark.read_text() == "1" and mark.stat().st_mtime == pytest.approx(sent_long_ago)
+    sent: list[int] = []
+    assert reap_lost_ingests(sessions, settings, requeue=sent.append)["requeued"] == [version_id]
+    assert sent == [version_id] and mark.read_text() == "2"
