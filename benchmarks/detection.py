@@ -60,7 +60,10 @@ HIGH_NOISE_CASES = {
     "fmnist-instance30": ("fashion-mnist", "instance:0.3"),
     "ecg-uniform30": ("ecg5000", "uniform:0.3"),
 }
-CASES = {**LOW_NOISE_CASES, **HIGH_NOISE_CASES}
+# Pair flips between the two: where LiLAW training starts to cost the ranking (docs/benchmarks.md,
+# "Why LiLAW training loses under many pair flips").
+PAIR_FLIP_CASES = {f"fmnist-asym{rate}": ("fashion-mnist", f"asymmetric:0.{rate}") for rate in (10, 20, 30)}
+CASES = {**LOW_NOISE_CASES, **HIGH_NOISE_CASES, **PAIR_FLIP_CASES}
 KS = (50, 100)
 # Opt-in extras (--variants), reported as extra rows of the case table, never as baselines.
 # windows: aggregate after the warm-up epoch only, or over the second half of the epochs (alone,
@@ -183,11 +186,22 @@ def run_seed(case: str, seed: int, args) -> dict:
         "seconds": {"noise": noise_seconds, "lilaw": lilaw_seconds, "plain": plain_seconds,
                     "cross_fit": cross_fit_seconds, "variants": variant_seconds},
         "test_top1": (audit.test_metrics or {}).get("top1"), "plain_test_top1": (plain.test_metrics or {}).get("top1"),
+        "flips_predicted_true": flips_predicted_true(audit.final_probs, drawn),
+        "plain_flips_predicted_true": flips_predicted_true(plain.final_probs, drawn),
         "lilaw_final": audit.trajectory[-1, 2:].tolist() if len(audit.trajectory) else None,
         **split_bias(audit.rank, audit.split, flags),
         "full_metrics": metrics,
         "metrics": {name: compact_metrics(m) for name, m in metrics.items()},
     }
+
+
+def flips_predicted_true(final_probs: np.ndarray | None, drawn: NoisyLabels) -> float | None:
+    """Share of the flipped samples that the run's final model predicts as their true class (the
+    rest it predicts as the wrong label it was given, or as a third class)."""
+    if final_probs is None or not drawn.is_mislabeled.any():
+        return None
+    flips = drawn.is_mislabeled
+    return float((final_probs[flips].argmax(axis=1) == drawn.true_labels[flips]).mean())
 
 
 def extra_scores(audit, clean: AuditDataset, config: AuditConfig, drawn: NoisyLabels, args,

@@ -97,6 +97,10 @@ def print_case(case: dict) -> None:
     tops = [(s["test_top1"], s["plain_test_top1"]) for s in seeds]
     if tops[0][0] is not None:
         print(f"Test top-1: LiLAW run {fmt([t[0] for t in tops])}, plain run {fmt([t[1] for t in tops])}.")
+    predicted_true = [(s.get("flips_predicted_true"), s.get("plain_flips_predicted_true")) for s in seeds]
+    if predicted_true[0][0] is not None:  # older --out files do not have it
+        print(f"Flips the final model predicts as their true class: LiLAW run {fmt([t[0] for t in predicted_true])}, "
+              f"plain run {fmt([t[1] for t in predicted_true])}.")
 
     print("\n| score | " + " | ".join(head for _, head in METRICS) + " |")
     print("|---|" + "---:|" * len(METRICS))
