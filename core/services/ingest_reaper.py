@@ -23,8 +23,9 @@ and Redis only after its visibility timeout, which outlasts the longest job (abo
   broker lost it (a Redis restarted without persistence). One still waiting
   `settings.resend_waiting_after_s` after its upload has its task sent again, with the `.requeued`
   mark (which counts the sends), and again after as long again, then twice as long, ... since the
-  last send, in case that copy was lost too. Progress (`ingest_percent`) cannot tell a wait from a lost message, nor a
-  live worker storing a million sample rows, which reports no percent while it does.
+  last send, in case that copy was lost too. Progress (`ingest_percent`) cannot tell a wait from a
+  lost message, nor a live worker storing a million sample rows, which reports no percent while it
+  does.
 - So a version's task may arrive twice. The heartbeat file is also the run's claim: a run creates
   it exclusively, and one that finds it fresh leaves the ingest to the run that beats
   (`IngestRunningElsewhere`); a copy that arrives after the run finds the version ready.
@@ -199,11 +200,10 @@ def _requeue(
 def _sends(mark: Path) -> tuple[int, float]:
     """(how many times the version's task was sent again, when last) from its mark; (0, 0) with none."""
     try:
-        return int(mark.read_text() or 1), mark.stat().st_mtime  # an empty mark: one send
+        count, sent_at = mark.read_text().strip(), mark.stat().st_mtime
     except FileNotFoundError:
         return 0, 0.0
-    except ValueError:
-        return 1, mark.stat().st_mtime
+    return (int(count) if count.isdigit() else 1), sent_at  # an empty mark (older reapers'): one send
 
 
 def _forget_settled(settings: Settings, ingesting: set[int], stale_before: float) -> None:
